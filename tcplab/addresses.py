@@ -1,0 +1,58 @@
+"""
+Addresses as users type them and as logs show them.
+
+The client accepts ``HOST:PORT`` (``[::1]:8007`` for IPv6) as a shorthand, or
+any Twisted client endpoint description (``tcp:host=...:port=...``,
+``tls:...``, ``unix:path=...``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.endpoints import quoteStringArgument
+
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
+
+
+def describeAddress(address: object) -> str:
+    """Render a Twisted address as ``host:port``, ``[v6]:port`` or ``unix:path``."""
+    if isinstance(address, IPv6Address):
+        return f"[{address.host}]:{address.port}"
+    if isinstance(address, IPv4Address):
+        return f"{address.host}:{address.port}"
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        if not name:
+            return "unix:(anonymous)"
+        text = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        return f"unix:{text}"
+    return str(address)
+
+
+def clientEndpointDescription(address: str, timeout: float | None = None) -> str:
+    """
+    Turn what the user typed into a Twisted client endpoint description.
+
+    ``HOST:PORT`` becomes a C{tcp:} description (resolved by hostname, so
+    IPv4 and IPv6 both work); anything else must already be a description
+    and is returned unchanged.
+
+    @raise ValueError: C{address} is neither.
+    """
+    match = _HOST_PORT.match(address)
+    if match:
+        host = match.group("v6") or match.group("host")
+        port = int(match.group("port"))
+        if not 0 < port < 65536:
+            raise ValueError(f"port out of range in {address!r}")
+        description = f"tcp:host={quoteStringArgument(host)}:port={port}"
+        if timeout is not None:
+            description += f":timeout={timeout:g}"
+        return description
+    if ":" not in address:
+        raise ValueError(
+            f"{address!r} is not HOST:PORT or an endpoint description like tcp:host=H:port=P"
+        )
+    return address

@@ -1,0 +1,50 @@
+"""
+The ``tcplab`` command: one client for every tcplab service.
+
+Each subcommand lives in its own module with a C{register(subparsers)}
+function; L{COMMAND_MODULES} lists them in the order ``--help`` shows them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from tcplab import __version__
+
+COMMAND_MODULES = ("tcplab.cli.echo",)
+
+
+def buildParser() -> argparse.ArgumentParser:
+    """The full argument parser, with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="tcplab",
+        description=(
+            "Client for the tcplab services. ADDRESS is HOST:PORT ([::1]:PORT for IPv6) "
+            "or a Twisted client endpoint description such as tcp:host=H:port=P, "
+            "tls:H:P or unix:path=/tmp/s.sock."
+        ),
+        epilog=(
+            "Exit status: 0 ok, 2 usage, 3 cannot connect, 4 not found, 5 not allowed, "
+            "6 checksum mismatch, 7 exists, 8 protocol error or connection lost, "
+            "9 authentication failed."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"tcplab {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tcplab`` command line and return its exit status."""
+    args = buildParser().parse_args(argv)
+    status: int = args.run(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""
+Line framing that survives hostile input.
+
+L{LineSplitter} is a pure parser: bytes in, complete lines out.  It accepts
+``\\n``, ``\\r\\n`` and a bare ``\\r`` as line ends (telnet, nc and old Mac
+clients all work), never buffers more than its limit, and reports an
+over-long line once instead of dropping the connection -- Twisted's
+C{LineReceiver} does the latter by default, and also throws away every line
+that followed in the same chunk.
+
+L{LineProtocol} is the thin Twisted adapter over it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from twisted.internet.protocol import Protocol
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Line:
+    """A complete line, without its line end."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class LineTooLong:
+    """A line longer than the limit was skipped; C{size} bytes of it were seen."""
+
+    size: int
+
+
+class LineSplitter:
+    """
+    Split a byte stream into lines of at most C{maxLength} bytes.
+
+    An over-long line is reported once as L{LineTooLong} and skipped up to
+    its line end; lines after it are unaffected.  At most C{maxLength} bytes
+    (plus one chunk in flight) are ever buffered.
+    """
+
+    def __init__(self, maxLength: int = 16384) -> None:
+        self.maxLength = maxLength
+        self._buffer = b""
+        self._skipping = 0
+        """Bytes of an over-long line dropped so far (0: not skipping)."""
+        self._afterCR = False
+        """The last line ended in a bare CR: a LF that follows belongs to it."""
+
+    def feed(self, data: bytes) -> Iterator[Line | LineTooLong]:
+        """Take the next chunk and yield every event it completes."""
+        if self._afterCR and data:
+            self._afterCR = False
+            if data[:1] == b"\n":
+                data = data[1:]
+        pieces = _LINE_END.split(self._buffer + data) if self._buffer else _LINE_END.split(data)
+        rest = pieces.pop()
+        for piece in pieces:
+            if self._skipping:
+                yield LineTooLong(self._skipping + len(piece))
+                self._skipping = 0
+            elif len(piece) > self.maxLength:
+                yield LineTooLong(len(piece))
+            else:
+                yield Line(piece)
+        if pieces and data.endswith(b"\r"):
+            self._afterCR = True
+        if self._skipping:
+            self._skipping += len(rest)
+            rest = b""
+        elif len(rest) > self.maxLength:
+            self._skipping = len(rest)
+            rest = b""
+        self._buffer = rest
+
+    @property
+    def pending(self) -> bytes:
+        """The start of a line not yet ended (empty while skipping)."""
+        return self._buffer
+
+
+class LineProtocol(Protocol):
+    """
+    A protocol that receives lines; override L{lineReceived}.
+
+    @cvar maxLineLength: the longest line accepted, in bytes.
+    @cvar delimiter: what L{sendLine} ends lines with.
+    """
+
+    maxLineLength = 16384
+    delimiter = b"\r\n"
+    splitter: LineSplitter | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        """Split the stream and dispatch each line (stops once disconnecting)."""
+        if self.splitter is None:
+            self.splitter = LineSplitter(self.maxLineLength)
+        for event in self.splitter.feed(data):
+            if self.transport is None or getattr(self.transport, "disconnecting", False):
+                return
+            if isinstance(event, Line):
+                self.lineReceived(event.data)
+            else:
+                self.lineTooLong(event.size)
+
+    def lineReceived(self, line: bytes) -> None:
+        """Handle one line (without its line end)."""
+        raise NotImplementedError
+
+    def lineTooLong(self, size: int) -> None:
+        """An over-long line was skipped.  The default ignores it quietly."""
+
+    def sendLine(self, line: bytes) -> None:
+        """Send C{line} followed by L{delimiter}."""
+        assert self.transport is not None
+        self.transport.write(line + self.delimiter)

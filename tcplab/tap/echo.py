@@ -1,0 +1,127 @@
+"""
+``twistd -n tcplab-echo``: the echo service and the tutorial variants.
+
+See L{tcplab.echo} for the protocols.  The default is RFC 862 echo on
+``tcp:8007:interface=127.0.0.1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService, Service
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python import usage
+
+from tcplab.addresses import describeAddress
+from tcplab.echo import DEFAULT_ACK, DEFAULT_BANNER, MODES, EchoDatagramProtocol, EchoFactory
+from tcplab.errors import CannotListen
+from tcplab.tap.common import (
+    ServiceOptions,
+    describeError,
+    exitCannotListen,
+    makeListeningService,
+    observe,
+)
+
+SERVICE_NAME = "tcplab-echo"
+
+
+def parseUDPAddress(value: str) -> tuple[str, int]:
+    """Parse C{PORT} or C{HOST:PORT} (host defaults to 127.0.0.1)."""
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    number = int(port)
+    if not 0 <= number < 65536:
+        raise ValueError(f"UDP port out of range: {number}")
+    return host, number
+
+
+class Options(ServiceOptions):
+    """Command-line options of ``twistd tcplab-echo``."""
+
+    synopsis = "[--listen ENDPOINT ...] [--mode echo|upper|ack|count] [--udp [HOST:]PORT]"
+    longdesc = (
+        "RFC 862 echo server and the socket tutorials' variants: "
+        "--mode upper (upper-cased echo), --mode ack (one acknowledgement per "
+        "read), --mode count (banner, numbered replies, 'exit' closes), "
+        "and UDP echo with --udp. Default listen address: "
+        f"{ServiceOptions.defaultListen}."
+    )
+    optParameters = [
+        ["mode", "m", "echo", f"Reply mode: {', '.join(MODES)}."],
+        ["ack-text", None, DEFAULT_ACK.decode(), "The acknowledgement sent in ack mode."],
+        ["banner", None, DEFAULT_BANNER.decode(), "The welcome line sent in count mode."],
+        [
+            "udp",
+            None,
+            None,
+            "Also echo UDP datagrams on [HOST:]PORT (host defaults to 127.0.0.1).",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        """Check the mode and the UDP address."""
+        super().postOptions()
+        if self["mode"] not in MODES:
+            raise usage.UsageError(f"--mode must be one of {', '.join(MODES)}")
+        if self["udp"] is not None:
+            try:
+                self["udp"] = parseUDPAddress(self["udp"])
+            except ValueError as e:
+                raise usage.UsageError(f"--udp {self['udp']!r}: {e}") from None
+
+
+class DatagramEchoService(Service):
+    """Listen for UDP datagrams and echo them; a busy port stops start-up."""
+
+    log = Logger()
+
+    def __init__(self, host: str, port: int, protocol: EchoDatagramProtocol, reactor: Any = None):
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        self.host = host
+        self.port = port
+        self.protocol = protocol
+        self.reactor = reactor
+        self.listeningPort: IListeningPort | None = None
+
+    def startService(self) -> None:
+        """Bind the UDP port."""
+        super().startService()
+        try:
+            self.listeningPort = self.reactor.listenUDP(
+                self.port, self.protocol, interface=self.host
+            )
+        except Exception as e:
+            problem = CannotListen(f"{SERVICE_NAME}: cannot listen on UDP: {describeError(e)}")
+            exitCannotListen(problem, self.reactor, synchronous=True)
+            return
+        self.log.info(
+            "{service} listening on UDP {address}",
+            service=SERVICE_NAME,
+            address=describeAddress(self.listeningPort.getHost()),
+        )
+
+    def stopService(self) -> Any:
+        """Release the UDP port."""
+        super().stopService()
+        if self.listeningPort is not None:
+            port, self.listeningPort = self.listeningPort, None
+            return port.stopListening()
+        return None
+
+
+def makeService(options: Options) -> IService:
+    """The echo service (and its UDP twin, if asked for) for twistd."""
+    ack = options["ack-text"].encode()
+    factory = EchoFactory(options["mode"], ack=ack, banner=options["banner"].encode())
+    service = makeListeningService(SERVICE_NAME, options, observe(factory, SERVICE_NAME, options))
+    if options["udp"] is not None:
+        host, port = options["udp"]
+        udp = DatagramEchoService(host, port, EchoDatagramProtocol(options["mode"], ack))
+        udp.setServiceParent(service)
+    return service

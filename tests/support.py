@@ -1,0 +1,249 @@
+"""
+Test helpers: real loopback listeners and clients, and the real twistd.
+
+Everything here listens on or connects to 127.0.0.1 only, on port 0, and
+waits for events (a Deferred, a log line) rather than sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+VENV_BIN = Path(sys.executable).parent
+TWISTD = str(VENV_BIN / "twistd")
+TWIST = str(VENV_BIN / "twist")
+TCPLAB = str(VENV_BIN / "tcplab")
+STARTUP_TIMEOUT = 20.0
+
+
+def reactor() -> Any:
+    """The running reactor (imported late, after pytest-twisted installed it)."""
+    from twisted.internet import reactor as installed
+
+    return installed
+
+
+@implementer(IHalfCloseableProtocol)
+class Collector(Protocol):
+    """
+    A client protocol that records what it receives.
+
+    L{waitFor} fires once a number of bytes has arrived; L{closed} fires
+    when the connection is gone; L{eof} fires when the peer half-closes.
+    """
+
+    transport: Any
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.closed: defer.Deferred[Failure] = defer.Deferred()
+        self.eof: defer.Deferred[None] = defer.Deferred()
+        self._waiters: list[tuple[int, defer.Deferred[bytes]]] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        ready = [w for w in self._waiters if len(self.received) >= w[0]]
+        self._waiters = [w for w in self._waiters if len(self.received) < w[0]]
+        for _, d in ready:
+            d.callback(bytes(self.received))
+
+    def waitFor(self, size: int) -> defer.Deferred[bytes]:
+        """Fire with everything received once at least C{size} bytes are in."""
+        d: defer.Deferred[bytes] = defer.Deferred()
+        if len(self.received) >= size:
+            d.callback(bytes(self.received))
+        elif self.closed.called:
+            d.errback(AssertionError(f"closed after {len(self.received)} of {size} bytes"))
+        else:
+            self._waiters.append((size, d))
+        return d
+
+    async def waitForText(self, text: bytes, timeout: float = 10.0) -> bytes:
+        """Wait until C{text} has been received (anywhere so far)."""
+        deadline = reactor().seconds() + timeout
+        while text not in self.received:
+            if self.closed.called or reactor().seconds() > deadline:
+                raise AssertionError(f"never received {text!r}; got {bytes(self.received)!r}")
+            await self.waitFor(len(self.received) + 1)
+        return bytes(self.received)
+
+    def readConnectionLost(self) -> None:
+        self.eof.callback(None)
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        for _, d in self._waiters:
+            d.errback(AssertionError(f"connection lost after {len(self.received)} bytes"))
+        self._waiters = []
+        self.closed.callback(reason)
+
+
+class Loopback:
+    """Open listeners and client connections on 127.0.0.1; close them all after."""
+
+    def __init__(self) -> None:
+        self.ports: list[IListeningPort] = []
+        self.clients: list[Protocol] = []
+
+    async def listen(self, factory: Factory) -> int:
+        """Listen on 127.0.0.1:0 and return the port number."""
+        endpoint = endpoints.TCP4ServerEndpoint(reactor(), 0, interface="127.0.0.1")
+        port = await endpoint.listen(factory)
+        self.ports.append(port)
+        return int(port.getHost().port)
+
+    async def connect(self, port: int, protocol: Protocol | None = None) -> Any:
+        """Connect a protocol (a L{Collector} by default) to 127.0.0.1:port."""
+        client = protocol if protocol is not None else Collector()
+        endpoint = endpoints.TCP4ClientEndpoint(reactor(), "127.0.0.1", port, timeout=10)
+        await endpoints.connectProtocol(endpoint, client)
+        self.clients.append(client)
+        return client
+
+    def closeAll(self) -> None:
+        """Drop every client and stop every listener, waiting until done."""
+        waits = []
+        for client in self.clients:
+            if client.transport is not None and client.connected:
+                client.transport.abortConnection()  # type: ignore[attr-defined]
+            closed = getattr(client, "closed", None)
+            if isinstance(closed, defer.Deferred) and not closed.called:
+                waits.append(closed)
+        for port in self.ports:
+            waits.append(defer.maybeDeferred(port.stopListening))
+        if waits:
+            pytest_twisted.blockon(defer.DeferredList(waits))
+
+
+_LISTENING = re.compile(r"listening on (?:\[[^\]]+\]|[\d.]+):(\d+)")
+
+
+class ServerProcess:
+    """
+    A real ``twistd -n`` (or ``twist``) tcplab service in a subprocess.
+
+    The port is read from the service's own "listening on" log line, so no
+    polling or sleeping is needed.
+    """
+
+    def __init__(
+        self,
+        plugin: str,
+        args: Sequence[str] = (),
+        runner: str = "twistd",
+        cwd: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        if runner == "twistd":
+            command = [TWISTD, "--pidfile=", "-n", plugin]
+        else:
+            command = [TWIST, "--log-format=text", plugin]
+        if not any(a.startswith("--listen") for a in args):
+            command += ["--listen", "tcp:0:interface=127.0.0.1"]
+        self.command = command + list(args)
+        self.process = subprocess.Popen(
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+        self.output: list[str] = []
+        self.port = int(self.waitForLine(_LISTENING).group(1))
+
+    def waitForLine(self, pattern: re.Pattern[str], timeout: float = STARTUP_TIMEOUT) -> Any:
+        """Read output lines until one matches C{pattern}; return the match."""
+        for line in self.output:
+            match = pattern.search(line)
+            if match:
+                return match
+        assert self.process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if not selector.select(deadline - time.monotonic()):
+                    break
+                raw = self.process.stdout.readline()
+                if not raw:
+                    break
+                line = raw.decode("utf-8", "replace")
+                self.output.append(line)
+                match = pattern.search(line)
+                if match:
+                    return match
+        finally:
+            selector.close()
+        raise AssertionError(
+            f"{pattern.pattern!r} never appeared; output so far:\n" + "".join(self.output)
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Signal the server and wait for it to exit; return its status."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            status = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            status = self.process.wait()
+        assert self.process.stdout is not None
+        self.output.append(self.process.stdout.read().decode("utf-8", "replace"))
+        self.process.stdout.close()
+        return status
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def tutorialClient(port: int, payload: bytes, timeout: float = 10.0) -> bytes:
+    """
+    The tutorials' blocking client: connect, sendall, shut down writing, and
+    recv until the server closes.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def runTcplab(*args: str, input: bytes | None = None, timeout: float = 60.0) -> Any:
+    """Run the real ``tcplab`` command; return the completed process."""
+    return subprocess.run(
+        [TCPLAB, *args],
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )

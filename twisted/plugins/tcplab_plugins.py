@@ -1,0 +1,16 @@
+"""
+twistd plugins for tcplab: ``twistd -n tcplab-echo``, ``tcplab-chat`` and
+``tcplab-files``.
+
+Kept tiny on purpose: ``twistd --help`` imports every plugin file, so each
+service's real module is only named here and imported when it runs.
+"""
+
+from twisted.application.service import ServiceMaker
+
+tcplabEcho = ServiceMaker(
+    "tcplab-echo",
+    "tcplab.tap.echo",
+    "tcplab echo server: RFC 862 echo and the tutorials' variants, TCP and UDP",
+    "tcplab-echo",
+)
