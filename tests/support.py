@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest_twisted
 from twisted.internet import defer, endpoints
-from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort, IProtocolFactory
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -53,7 +53,8 @@ class Collector(Protocol):
 
     def __init__(self) -> None:
         self.received = bytearray()
-        self.closed: defer.Deferred[Failure] = defer.Deferred()
+        self.closed: defer.Deferred[None] = defer.Deferred()
+        self.reason: Failure | None = None
         self.eof: defer.Deferred[None] = defer.Deferred()
         self._waiters: list[tuple[int, defer.Deferred[bytes]]] = []
 
@@ -95,7 +96,8 @@ class Collector(Protocol):
         for _, d in self._waiters:
             d.errback(AssertionError(f"connection lost after {len(self.received)} bytes"))
         self._waiters = []
-        self.closed.callback(reason)
+        self.reason = reason
+        self.closed.callback(None)
 
 
 class Loopback:
@@ -105,7 +107,7 @@ class Loopback:
         self.ports: list[IListeningPort] = []
         self.clients: list[Protocol] = []
 
-    async def listen(self, factory: Factory) -> int:
+    async def listen(self, factory: IProtocolFactory) -> int:
         """Listen on 127.0.0.1:0 and return the port number."""
         endpoint = endpoints.TCP4ServerEndpoint(reactor(), 0, interface="127.0.0.1")
         port = await endpoint.listen(factory)
@@ -170,32 +172,37 @@ class ServerProcess:
             start_new_session=True,
         )
         self.output: list[str] = []
+        self._scanned = 0
+        self._partial = b""
         self.port = int(self.waitForLine(_LISTENING).group(1))
 
     def waitForLine(self, pattern: re.Pattern[str], timeout: float = STARTUP_TIMEOUT) -> Any:
         """Read output lines until one matches C{pattern}; return the match."""
-        for line in self.output:
+        for line in self.output[self._scanned :]:
+            self._scanned += 1
             match = pattern.search(line)
             if match:
                 return match
         assert self.process.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
+        fd = self.process.stdout.fileno()
         deadline = time.monotonic() + timeout
-        try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
             while time.monotonic() < deadline:
                 if not selector.select(deadline - time.monotonic()):
                     break
-                raw = self.process.stdout.readline()
-                if not raw:
+                chunk = os.read(fd, 65536)
+                if not chunk:
                     break
-                line = raw.decode("utf-8", "replace")
-                self.output.append(line)
-                match = pattern.search(line)
-                if match:
-                    return match
-        finally:
-            selector.close()
+                self._partial += chunk
+                *lines, self._partial = self._partial.split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace") + "\n"
+                    self.output.append(line)
+                    self._scanned += 1
+                    match = pattern.search(line)
+                    if match:
+                        return match
         raise AssertionError(
             f"{pattern.pattern!r} never appeared; output so far:\n" + "".join(self.output)
         )
@@ -210,7 +217,8 @@ class ServerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             status = self.process.wait()
         assert self.process.stdout is not None
-        self.output.append(self.process.stdout.read().decode("utf-8", "replace"))
+        rest = self._partial + self.process.stdout.read()
+        self.output.append(rest.decode("utf-8", "replace"))
         self.process.stdout.close()
         return status
 
@@ -247,3 +255,19 @@ def runTcplab(*args: str, input: bytes | None = None, timeout: float = 60.0) -> 
         timeout=timeout,
         stdin=None if input is not None else subprocess.DEVNULL,
     )
+
+
+async def waitUntil(predicate: Any, timeout: float = 10.0, interval: float = 0.005) -> None:
+    """
+    Poll C{predicate} on the reactor until it is true.
+
+    Only for state that offers no event to wait on (a transport pausing its
+    reading); bounded by C{timeout}.
+    """
+    from twisted.internet.task import deferLater
+
+    deadline = reactor().seconds() + timeout
+    while not predicate():
+        if reactor().seconds() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await deferLater(reactor(), interval, lambda: None)

@@ -17,8 +17,8 @@ from tcplab import __version__
 COMMAND_MODULES = ("tcplab.cli.echo",)
 
 
-def buildParser() -> argparse.ArgumentParser:
-    """The full argument parser, with every subcommand registered."""
+def buildParser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each subcommand's own parser, by name."""
     parser = argparse.ArgumentParser(
         prog="tcplab",
         description=(
@@ -29,22 +29,26 @@ def buildParser() -> argparse.ArgumentParser:
         epilog=(
             "Exit status: 0 ok, 2 usage, 3 cannot connect, 4 not found, 5 not allowed, "
             "6 checksum mismatch, 7 exists, 8 protocol error or connection lost, "
-            "9 authentication failed."
+            "9 authentication failed, 130 interrupted."
         ),
     )
     parser.add_argument("--version", action="version", version=f"tcplab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
-    return parser
+    return parser, dict(subparsers.choices)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tcplab`` command line and return its exit status."""
-    args = buildParser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser, commands = buildParser()
+    position = next((i for i, arg in enumerate(arguments) if arg in commands), None)
+    if position is None:
+        parser.parse_args(arguments)  # --help, --version, or a usage error: exits
+        return 2
+    # Intermixed parsing lets options and positionals come in any order
+    # ("tcplab echo HOST:PORT --time hello world").
+    args = commands[arguments[position]].parse_intermixed_args(arguments[position + 1 :])
     status: int = args.run(args)
     return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -109,6 +109,8 @@ class PacedWriter:
 
 def shutdownSending(transport: Any) -> None:
     """Half-close when the transport can, otherwise close after flushing."""
+    if not transport.connected:
+        return
     try:
         transport.loseWriteConnection()
     except (AttributeError, NotImplementedError):
@@ -131,23 +133,16 @@ async def sendMessages(reactor: Any, args: argparse.Namespace) -> int:
         await writer.write(b"".join(messages))
     else:
         for number, message in enumerate(messages, 1):
-            if client.closed.called:
-                raise ProtocolViolation(
-                    f"the server closed the connection after {number - 1} of "
-                    f"{len(messages)} messages"
-                )
             expected = client.linesSeen + 1
             started = time.perf_counter()
             await writer.write(message)
             try:
                 await client.waitForLines(expected)
             except ConnectionClosed:
-                if number < len(messages):
-                    raise ProtocolViolation(
-                        f"the server closed the connection after {number} of "
-                        f"{len(messages)} messages"
-                    ) from None
-                break
+                raise ProtocolViolation(
+                    f"the server closed the connection after {number - 1} of "
+                    f"{len(messages)} messages were answered"
+                ) from None
             if args.time:
                 elapsed = (time.perf_counter() - started) * 1000
                 print(f"[message {number}: round trip {elapsed:.3f} ms]", file=sys.stderr)
