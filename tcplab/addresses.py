@@ -31,6 +31,21 @@ def describeAddress(address: object) -> str:
     return str(address)
 
 
+def splitHostPort(address: str) -> tuple[str, int]:
+    """
+    Split ``HOST:PORT`` or ``[V6]:PORT``.
+
+    @raise ValueError: C{address} is not of that form.
+    """
+    match = _HOST_PORT.match(address)
+    if not match:
+        raise ValueError(f"{address!r} is not HOST:PORT")
+    port = int(match.group("port"))
+    if not 0 < port < 65536:
+        raise ValueError(f"port out of range in {address!r}")
+    return match.group("v6") or match.group("host"), port
+
+
 def clientEndpointDescription(address: str, timeout: float | None = None) -> str:
     """
     Turn what the user typed into a Twisted client endpoint description.
@@ -41,12 +56,8 @@ def clientEndpointDescription(address: str, timeout: float | None = None) -> str
 
     @raise ValueError: C{address} is neither.
     """
-    match = _HOST_PORT.match(address)
-    if match:
-        host = match.group("v6") or match.group("host")
-        port = int(match.group("port"))
-        if not 0 < port < 65536:
-            raise ValueError(f"port out of range in {address!r}")
+    if _HOST_PORT.match(address):
+        host, port = splitHostPort(address)
         description = f"tcp:host={quoteStringArgument(host)}:port={port}"
         if timeout is not None:
             description += f":timeout={timeout:g}"

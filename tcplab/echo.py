@@ -67,11 +67,18 @@ class EchoProtocol(Protocol):
         """Echo the chunk."""
         self.transport.write(self.reply(data))
 
-    def readConnectionLost(self) -> None:
-        """The peer sent EOF: finish sending what we owe, then close."""
-        assert self.transport is not None
+    def finish(self) -> None:
+        """Send what we still owe, then close."""
         self.transport.unregisterProducer()
         self.transport.loseConnection()
+
+    def readConnectionLost(self) -> None:
+        """The peer sent EOF: finish sending what we owe, then close."""
+        self.finish()
+
+    def serverStopping(self) -> None:
+        """The server is shutting down: finish up the same way."""
+        self.finish()
 
     def writeConnectionLost(self) -> None:
         """Nothing to do: we never half-close ourselves."""
@@ -125,11 +132,20 @@ class CountingLineProtocol(LineProtocol):
         assert self.transport is not None
         if line.strip() == EXIT_LINE:
             self.sendLine(b"bye")
-            self.transport.unregisterProducer()
-            self.transport.loseConnection()
+            self.finish()
             return
         self.count += 1
         self.sendLine(b"%d: %s" % (self.count, line))
+
+    def finish(self) -> None:
+        """Send what we still owe, then close."""
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    def serverStopping(self) -> None:
+        """The server is shutting down: say so and close."""
+        self.sendLine(b"server shutting down, bye")
+        self.finish()
 
     def lineTooLong(self, size: int) -> None:
         """Say so; the connection stays open."""

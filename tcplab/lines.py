@@ -80,6 +80,11 @@ class LineSplitter:
         self._buffer = rest
 
     @property
+    def inLine(self) -> bool:
+        """Part of a line (kept or being skipped) has arrived without its end."""
+        return bool(self._buffer or self._skipping)
+
+    @property
     def pending(self) -> bytes:
         """The start of a line not yet ended (empty while skipping)."""
         return self._buffer
@@ -115,6 +120,11 @@ class LineProtocol(Protocol):
 
     def lineTooLong(self, size: int) -> None:
         """An over-long line was skipped.  The default ignores it quietly."""
+
+    def hasPartialInput(self) -> bool:
+        """A line has started and not ended (for the slow-drip timeout)."""
+        splitter = self.splitter
+        return splitter is not None and splitter.inLine
 
     def sendLine(self, line: bytes) -> None:
         """Send C{line} followed by L{delimiter}."""

@@ -4,8 +4,17 @@ Connection bookkeeping shared by every tcplab server.
 L{ConnectionObserver} wraps a service's protocol factory (Twisted's
 L{WrappingFactory}) and gives every service, in one place: a log line when a
 connection opens and one when it closes (peer, duration, bytes in and out),
-the optional wire trace of L{tcplab.trace}, and connection limits (in total
-and per peer address) that refuse extra peers with a short reason.
+the optional wire trace of L{tcplab.trace}, connection limits (in total and
+per peer address) that refuse extra peers with a short reason, timeouts for
+idle and slow-drip peers, and a graceful drain at shutdown.
+
+Wrapped protocols may offer two optional hooks:
+  - C{hasPartialInput() -> bool}: a message (line, frame) has started but
+    not ended; a peer that keeps it so for longer than the message timeout
+    is a slow-drip client and is disconnected.
+  - C{serverStopping() -> None}: the server is shutting down; say goodbye
+    and close when convenient (a running transfer may finish first).  Without
+    it the connection is closed after its pending output is sent.
 """
 
 from __future__ import annotations
@@ -15,17 +24,20 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IProtocol,
     IProtocolFactory,
 )
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
-from zope.interface import alsoProvides
+from zope.interface import alsoProvides, implementer
 
 from tcplab.addresses import describeAddress
 from tcplab.trace import RECEIVED, SENT, WireTracer
@@ -55,6 +67,7 @@ class RefusingProtocol(Protocol):
         self.transport.loseConnection()
 
 
+@implementer(IHandshakeListener)
 class ObservedProtocol(ProtocolWrapper):
     """
     Stand between the transport and a service protocol, counting and tracing.
@@ -74,11 +87,22 @@ class ObservedProtocol(ProtocolWrapper):
         self.bytesOut = 0
         self.openedAt = 0.0
         self.peer = "?"
+        self.seenTotal = 0
+        """Bytes in + out at the last timeout sweep."""
+        self.quietSince = 0.0
+        """When the byte count last changed, as seen by the sweeps."""
+        self.partialSince: float | None = None
+        """Since when the protocol has held an unfinished message."""
+        self.closed: defer.Deferred[None] = defer.Deferred()
+        """Fires once the connection is gone."""
+        self.handshakeDone: defer.Deferred[None] = defer.Deferred()
+        """On TLS: fires when the handshake succeeds, fails if the connection
+        is lost first (a failed verification, say)."""
 
     def makeConnection(self, transport: Any) -> None:
         """Record the peer, start the trace, then connect the wrapped protocol."""
         self.peer = describeAddress(transport.getPeer())
-        self.openedAt = self.factory.clock()
+        self.openedAt = self.quietSince = self.factory.clock()
         if self.factory.traceSink is not None:
             self.tracer = WireTracer(self.peer, self.factory.traceSink, self.factory.hexdump)
         super().makeConnection(transport)
@@ -114,6 +138,14 @@ class ObservedProtocol(ProtocolWrapper):
             self.tracer.chunk(RECEIVED, data)
         self.wrappedProtocol.dataReceived(data)
 
+    def handshakeCompleted(self) -> None:
+        """TLS is up: tell whoever waits, and a wrapped protocol that listens."""
+        listener = IHandshakeListener(self.wrappedProtocol, None)
+        if listener is not None:
+            listener.handshakeCompleted()
+        if not self.handshakeDone.called:
+            self.handshakeDone.callback(None)
+
     def readConnectionLost(self) -> None:
         """The peer will send no more: tell the protocol, or finish up for it."""
         if self.tracer is not None:
@@ -147,6 +179,58 @@ class ObservedProtocol(ProtocolWrapper):
         if self.tracer is not None:
             self.tracer.event(f"connection closed ({why})")
         super().connectionLost(reason)
+        if not self.handshakeDone.called:
+            self.handshakeDone.errback(reason)
+            self.handshakeDone.addErrback(lambda _: None)
+        self.closed.callback(None)
+
+    def disconnectBecause(self, reason: str) -> None:
+        """
+        Tell the peer C{reason} (in the service's own refusal format) and
+        close; a peer that does not read is cut off a few seconds later.
+        """
+        self.factory.log.info(
+            "{service}: disconnecting {peer}: {reason}",
+            service=self.factory.serviceName,
+            peer=self.peer,
+            reason=reason,
+        )
+        self.transport.write(self.factory.refusal(reason))
+        self.transport.loseConnection()
+        self.factory.reactor.callLater(ABORT_GRACE, self._abortIfStillOpen)
+
+    def _abortIfStillOpen(self) -> None:
+        if not self.closed.called:
+            self.transport.abortConnection()
+
+    def checkTimeouts(self, now: float) -> None:
+        """Disconnect if idle, or if one message has been dripping in too long."""
+        factory = self.factory
+        total = self.bytesIn + self.bytesOut
+        if total != self.seenTotal:
+            self.seenTotal = total
+            self.quietSince = now
+        elif factory.idleTimeout and now - self.quietSince >= factory.idleTimeout:
+            self.disconnectBecause(f"idle for {factory.idleTimeout:g} seconds")
+            return
+        hasPartialInput = getattr(self.wrappedProtocol, "hasPartialInput", None)
+        if factory.messageTimeout and hasPartialInput is not None and hasPartialInput():
+            if self.partialSince is None:
+                self.partialSince = now
+            elif now - self.partialSince >= factory.messageTimeout:
+                self.disconnectBecause(
+                    f"message not completed within {factory.messageTimeout:g} seconds"
+                )
+        else:
+            self.partialSince = None
+
+    def stopGracefully(self) -> None:
+        """The server is stopping: let the protocol wind down, or just close."""
+        serverStopping = getattr(self.wrappedProtocol, "serverStopping", None)
+        if serverStopping is not None:
+            serverStopping()
+        else:
+            self.transport.loseConnection()
 
 
 class ConnectionObserver(WrappingFactory):
@@ -159,6 +243,10 @@ class ConnectionObserver(WrappingFactory):
     @ivar maxPerPeer: refuse a peer address holding this many already.
     @ivar refusal: turns a reason into the bytes sent to a refused peer
         (services override it to speak their own protocol).
+    @ivar idleTimeout: disconnect a peer after this many seconds without a
+        byte in either direction (transfers in progress are never idle).
+    @ivar messageTimeout: disconnect a peer whose protocol reports an
+        unfinished message (C{hasPartialInput}) for this many seconds.
     """
 
     protocol = ObservedProtocol
@@ -174,7 +262,10 @@ class ConnectionObserver(WrappingFactory):
         maxConnections: int | None = None,
         maxPerPeer: int | None = None,
         refusal: Callable[[str], bytes] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        idleTimeout: float | None = None,
+        messageTimeout: float | None = None,
+        reactor: Any = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(wrappedFactory)
         self.serviceName = serviceName
@@ -183,8 +274,68 @@ class ConnectionObserver(WrappingFactory):
         self.maxConnections = maxConnections
         self.maxPerPeer = maxPerPeer
         self.refusal = refusal or getattr(wrappedFactory, "refusal", None) or _plainRefusal
-        self.clock = clock
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        self.reactor = reactor
+        self.clock = clock or (reactor.seconds if hasattr(reactor, "seconds") else time.monotonic)
+        self.idleTimeout = idleTimeout or None
+        self.messageTimeout = messageTimeout or None
         self.perPeer: Counter[str] = Counter()
+        self._sweeper: LoopingCall | None = None
+
+    def startFactory(self) -> None:
+        """Start the timeout sweeps (if any timeout is set)."""
+        timeouts = [t for t in (self.idleTimeout, self.messageTimeout) if t]
+        if timeouts:
+            self._sweeper = LoopingCall(self.sweep)
+            self._sweeper.clock = self.reactor
+            self._sweeper.start(max(min(timeouts) / 4, 0.01), now=False)
+
+    def stopFactory(self) -> None:
+        """Stop the timeout sweeps."""
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self._sweeper = None
+
+    def sweep(self) -> None:
+        """
+        Check every connection's timeouts.
+
+        One periodic pass instead of a timer reset per chunk keeps the data
+        path free of timer work.
+        """
+        now = self.clock()
+        for protocol in list(self.protocols):
+            protocol.checkTimeouts(now)
+
+    def drain(self, timeout: float) -> defer.Deferred[None]:
+        """
+        Ask every connection to wind down; fire when all are closed, cutting
+        off whatever is still open after C{timeout} seconds.
+        """
+        connections: list[ObservedProtocol] = list(self.protocols)
+        if not connections:
+            return defer.succeed(None)
+        self.log.info(
+            "{service}: closing {count} connections (at most {timeout:g}s)",
+            service=self.serviceName,
+            count=len(connections),
+            timeout=timeout,
+        )
+        for connection in connections:
+            connection.stopGracefully()
+        allClosed = defer.gatherResults([c.closed for c in connections])
+
+        def cutOff() -> None:
+            for connection in connections:
+                if not connection.closed.called:
+                    connection.transport.abortConnection()
+
+        deadline = self.reactor.callLater(timeout, cutOff)
+        allClosed.addBoth(lambda _: deadline.cancel() if deadline.active() else None)
+        return allClosed  # type: ignore[return-value]
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:  # type: ignore[override]
         """Build a wrapped protocol, or a refusal when a limit is reached."""
@@ -216,6 +367,10 @@ class ConnectionObserver(WrappingFactory):
         self.perPeer[key] -= 1
         if self.perPeer[key] <= 0:
             del self.perPeer[key]
+
+
+ABORT_GRACE = 5.0
+"""Seconds a disconnected peer gets to read our last words before the cut."""
 
 
 def _plainRefusal(reason: str) -> bytes:

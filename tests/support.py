@@ -271,3 +271,77 @@ async def waitUntil(predicate: Any, timeout: float = 10.0, interval: float = 0.0
         if reactor().seconds() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await deferLater(reactor(), interval, lambda: None)
+
+
+def makeCertificates(directory: Path) -> dict[str, Path]:
+    """
+    Write a throw-away CA, a server key and certificate for localhost and
+    127.0.0.1 signed by it, and an unrelated CA; return their paths.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def certificate(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    def pem(cert: Any) -> bytes:
+        return bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    caKey = ec.generate_private_key(ec.SECP256R1())
+    otherKey = ec.generate_private_key(ec.SECP256R1())
+    serverKey = ec.generate_private_key(ec.SECP256R1())
+    paths = {
+        "ca": directory / "ca.pem",
+        "other-ca": directory / "other-ca.pem",
+        "key": directory / "server.key",
+        "cert": directory / "server.pem",
+    }
+    paths["ca"].write_bytes(
+        pem(certificate("tcplab test CA", caKey, "tcplab test CA", caKey, True))
+    )
+    paths["other-ca"].write_bytes(
+        pem(certificate("someone else", otherKey, "someone else", otherKey, True))
+    )
+    paths["cert"].write_bytes(
+        pem(certificate("localhost", serverKey, "tcplab test CA", caKey, False))
+    )
+    paths["key"].write_bytes(
+        serverKey.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def tlsListen(paths: dict[str, Path]) -> str:
+    """The ``ssl:`` server endpoint description for L{makeCertificates} output."""
+    return f"ssl:0:interface=127.0.0.1:privateKey={paths['key']}:certKey={paths['cert']}"

@@ -182,3 +182,24 @@ def test_python_dash_m() -> None:
     )
     assert result.returncode == 0
     assert "echo" in result.stdout
+
+
+def test_sigterm_graceful_shutdown() -> None:
+    """SIGTERM tells a connected client goodbye, closes it, and exits promptly (twistd
+    re-raises the signal once stopped, as Twisted does)."""
+    import signal
+    import time
+
+    server = ServerProcess("tcplab-echo", ["--mode", "count", "--banner", ""])
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"hi\n")
+        assert sock.recv(1024) == b"1: hi\r\n"
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        rest = b""
+        while chunk := sock.recv(1024):
+            rest += chunk
+    assert rest == b"server shutting down, bye\r\n"
+    assert server.stop() == -signal.SIGTERM
+    assert time.monotonic() - started < 10
+    assert "closing 1 connections" in "".join(server.output)

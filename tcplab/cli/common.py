@@ -11,12 +11,15 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet import defer, error
-from twisted.internet.endpoints import clientFromString
-from twisted.internet.interfaces import IProtocol, IProtocolFactory
+from twisted.internet.endpoints import HostnameEndpoint, clientFromString, wrapClientTLS
+from twisted.internet.interfaces import IProtocol, IProtocolFactory, ISSLTransport
 from twisted.internet.protocol import Factory
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 
-from tcplab.addresses import clientEndpointDescription
+from tcplab.addresses import clientEndpointDescription, splitHostPort
 from tcplab.errors import ConnectError, ExitCode, TcplabError
 from tcplab.observe import ConnectionObserver, ObservedProtocol
 
@@ -42,12 +45,32 @@ def addClientOptions(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hexdump", action="store_true", help="with --trace, also dump each chunk in hex"
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect to HOST:PORT with TLS, verifying the server against the system's CAs",
+    )
+    parser.add_argument(
+        "--cafile",
+        metavar="PEM",
+        help="connect to HOST:PORT with TLS, verifying the server against this CA "
+        "certificate (a self-signed server certificate works too)",
+    )
 
 
 def printToStderr(line: str) -> None:
     """Write one line to stderr right away (the trace sink of the client)."""
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+def describeTLSError(failure: BaseException) -> str:
+    """The reason inside an OpenSSL error, e.g. ``certificate verify failed``."""
+    reasons = []
+    for arg in getattr(failure, "args", ()):
+        if isinstance(arg, list):
+            reasons += [entry[-1] for entry in arg if isinstance(entry, tuple) and entry]
+    return ", ".join(str(r) for r in reasons) or " ".join(str(failure).split())
 
 
 def describeConnectFailure(address: str, failure: BaseException) -> str:
@@ -60,9 +83,46 @@ def describeConnectFailure(address: str, failure: BaseException) -> str:
         reason = "timed out"
     elif isinstance(failure, error.NoRouteError):
         reason = "no route to host"
+    elif isinstance(failure, SSL.Error | VerificationError):
+        reason = f"TLS verification failed ({describeTLSError(failure)})"
     else:
         reason = " ".join(str(failure).split()) or type(failure).__name__
     return f"cannot connect to {address}: {reason}"
+
+
+def clientEndpoint(reactor: Any, args: argparse.Namespace) -> Any:
+    """
+    The endpoint for C{args.address}: TCP for ``HOST:PORT``, TLS on top
+    with C{--tls} or C{--cafile}, or any endpoint description as given.
+    """
+    try:
+        description = clientEndpointDescription(args.address, args.timeout)
+        tls = getattr(args, "tls", False) or getattr(args, "cafile", None)
+        if not tls or not description.startswith("tcp:"):
+            return clientFromString(reactor, description)
+        host, port = splitHostPort(args.address)
+        return wrapClientTLS(
+            tlsOptions(host, getattr(args, "cafile", None)),
+            HostnameEndpoint(reactor, host, port, timeout=args.timeout),
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        raise TcplabError(f"bad address {args.address!r}: {e}", ExitCode.USAGE) from None
+
+
+def tlsOptions(host: str, cafile: str | None) -> Any:
+    """TLS client options verifying C{host} against C{cafile} or the system CAs."""
+    if cafile is None:
+        return optionsForClientTLS(host)
+    try:
+        with open(cafile, "rb") as pem:
+            trustRoot = Certificate.loadPEM(pem.read())
+    except (OSError, ValueError) as e:
+        raise TcplabError(f"cannot read --cafile {cafile}: {e}", ExitCode.USAGE) from None
+    except Exception as e:  # OpenSSL's own errors for a file that is not a certificate
+        raise TcplabError(
+            f"--cafile {cafile} is not a PEM certificate ({e})", ExitCode.USAGE
+        ) from None
+    return optionsForClientTLS(host, trustRoot=trustRoot)
 
 
 async def connect(
@@ -74,31 +134,37 @@ async def connect(
     Connect to C{args.address} with C{factory} and return the protocol.
 
     With C{--trace}, the protocol is wrapped so every chunk is printed on
-    stderr; the wrapped (real) protocol is returned all the same.
+    stderr; the wrapped (real) protocol is returned all the same.  Over TLS,
+    this returns only once the handshake has succeeded, so a server that
+    fails verification is reported here, as a connection failure.
 
     @raise ConnectError: the connection could not be made.
     """
-    try:
-        description = clientEndpointDescription(args.address, args.timeout)
-        endpoint = clientFromString(reactor, description)
-    except (ValueError, KeyError, TypeError) as e:
-        raise TcplabError(f"bad address {args.address!r}: {e}", ExitCode.USAGE) from None
-    if args.trace or args.hexdump:
-        factory = ConnectionObserver(
-            factory,
-            "tcplab",
-            traceSink=printToStderr,
-            hexdump=args.hexdump,
-        )
-    attempt = endpoint.connect(factory)
+    endpoint = clientEndpoint(reactor, args)
+    tracing = args.trace or args.hexdump
+    observer = ConnectionObserver(
+        factory,
+        "tcplab",
+        traceSink=printToStderr if tracing else None,
+        hexdump=args.hexdump,
+        reactor=reactor,
+    )
+    attempt = endpoint.connect(observer)
     attempt.addTimeout(args.timeout, reactor)
     try:
         protocol = await attempt
+        if isTLS(protocol):
+            handshake = protocol.handshakeDone
+            handshake.addTimeout(args.timeout, reactor)
+            await handshake
     except Exception as e:
         raise ConnectError(describeConnectFailure(args.address, e)) from None
-    if isinstance(protocol, ObservedProtocol):
-        return protocol.wrappedProtocol
-    return protocol
+    return protocol.wrappedProtocol
+
+
+def isTLS(protocol: ObservedProtocol) -> bool:
+    """Whether the connection runs over TLS (its transport speaks ISSLTransport)."""
+    return ISSLTransport.providedBy(protocol.transport)
 
 
 class _SingleProtocolFactory(Factory):

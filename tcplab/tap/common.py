@@ -40,14 +40,24 @@ def _positiveInt(value: str) -> int:
     return number
 
 
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError(f"must be a number of seconds, 0 or more, not {value}")
+    return number
+
+
 class ServiceOptions(usage.Options):
     """
     Options common to every tcplab plugin; subclasses add their own.
 
     @cvar defaultListen: the endpoint used when no C{--listen} is given.
+    @cvar defaultIdleTimeout: seconds without traffic before a peer is
+        disconnected, when C{--idle-timeout} is not given (0: never).
     """
 
     defaultListen: ClassVar[str] = "tcp:8007:interface=127.0.0.1"
+    defaultIdleTimeout: ClassVar[float] = 300.0
 
     optFlags = [
         ["trace", None, "Log every chunk read or written: size, direction, time."],
@@ -67,6 +77,29 @@ class ServiceOptions(usage.Options):
             None,
             "Refuse a peer address that already holds this many connections.",
             _positiveInt,
+        ],
+        [
+            "idle-timeout",
+            None,
+            None,
+            "Disconnect a peer after this many seconds without a byte either way "
+            "(0: never; default depends on the service).",
+            _seconds,
+        ],
+        [
+            "message-timeout",
+            None,
+            30.0,
+            "Disconnect a peer that takes longer than this to finish one line or "
+            "frame it has started (slow-drip defence; 0: never).",
+            _seconds,
+        ],
+        [
+            "shutdown-timeout",
+            None,
+            10.0,
+            "On SIGTERM/SIGINT, give open connections this many seconds to finish.",
+            _seconds,
         ],
     ]
 
@@ -88,6 +121,8 @@ class ServiceOptions(usage.Options):
         """Fill in the default listening address."""
         if not self["listen"]:
             self["listen"] = [self.defaultListen]
+        if self["idle-timeout"] is None:
+            self["idle-timeout"] = self.defaultIdleTimeout
         if self["hexdump"]:
             self["trace"] = True
 
@@ -117,6 +152,8 @@ def observe(
         maxConnections=options["max-connections"],
         maxPerPeer=options["max-per-ip"],
         refusal=refusal,
+        idleTimeout=options["idle-timeout"],
+        messageTimeout=options["message-timeout"],
     )
 
 
@@ -147,9 +184,11 @@ class ListeningService(MultiService):
         factory: IProtocolFactory,
         reactor: Any = None,
         exitOnFailure: bool = True,
+        shutdownTimeout: float = 10.0,
     ) -> None:
         super().__init__()
         self.exitOnFailure = exitOnFailure
+        self.shutdownTimeout = shutdownTimeout
         if reactor is None:
             from twisted.internet import reactor as globalReactor
 
@@ -209,10 +248,17 @@ class ListeningService(MultiService):
             self.listening.errback(problem)
 
     def stopService(self) -> defer.Deferred[None]:
-        """Stop listening on every port."""
+        """
+        Stop accepting, then let open connections wind down (a factory that
+        can L{drain<ConnectionObserver.drain>} is given C{shutdownTimeout}
+        seconds), then stop.
+        """
         ports, self.ports = self.ports, []
         stopping = [defer.maybeDeferred(port.stopListening) for port in ports]
         d = defer.gatherResults(stopping)
+        drain = getattr(self.factory, "drain", None)
+        if drain is not None:
+            d.addCallback(lambda _: drain(self.shutdownTimeout))
         d.addCallback(lambda _: MultiService.stopService(self))
         return d  # type: ignore[return-value]
 
@@ -248,7 +294,12 @@ def makeListeningService(
     C{--listen} on one line with a non-zero exit instead of a traceback.
     """
     try:
-        return ListeningService(serviceName, options["listen"], factory)
+        return ListeningService(
+            serviceName,
+            options["listen"],
+            factory,
+            shutdownTimeout=options["shutdown-timeout"],
+        )
     except CannotListen as e:
         print(f"{serviceName}: {e}", file=sys.stderr)
         raise SystemExit(e.exitCode) from None

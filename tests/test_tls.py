@@ -1,0 +1,78 @@
+"""TLS end to end: the real plugins behind ssl: endpoints, the real client verifying them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+from pathlib import Path
+
+import pytest
+
+from tests.support import ServerProcess, makeCertificates, runTcplab, tlsListen
+
+pytestmark = pytest.mark.subprocess
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return makeCertificates(tmp_path_factory.mktemp("tls"))
+
+
+def test_echo_over_tls_with_cafile(certificates: dict[str, Path]) -> None:
+    """tcplab-echo on an ssl: endpoint echoes to tcplab echo --cafile, binary and verified."""
+    with ServerProcess("tcplab-echo", ["--listen", tlsListen(certificates)]) as server:
+        result = runTcplab(
+            "echo", f"localhost:{server.port}", "--cafile", str(certificates["ca"]), "secret"
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == b"secret\n"
+        payload = os.urandom(512 * 1024)
+        piped = runTcplab(
+            "echo", f"localhost:{server.port}", "--cafile", str(certificates["ca"]), input=payload
+        )
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout == payload
+
+
+def test_tls_with_stdlib_ssl_client(certificates: dict[str, Path]) -> None:
+    """A tutorial-style client using Python's ssl module talks to the TLS echo server."""
+    context = ssl.create_default_context(cafile=str(certificates["ca"]))
+    with (
+        ServerProcess("tcplab-echo", ["--listen", tlsListen(certificates)]) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        sock.sendall(b"over tls")
+        assert sock.recv(1024) == b"over tls"
+
+
+def test_tls_verification_failure_is_clear(certificates: dict[str, Path]) -> None:
+    """A server certificate from another CA is a one-line verification error, exit 3."""
+    with ServerProcess("tcplab-echo", ["--listen", tlsListen(certificates)]) as server:
+        result = runTcplab(
+            "echo", f"localhost:{server.port}", "--cafile", str(certificates["other-ca"]), "x"
+        )
+    assert result.returncode == 3
+    message = result.stderr.decode().strip()
+    assert message.startswith(
+        f"tcplab: cannot connect to localhost:{server.port}: TLS verification failed"
+    )
+    assert "\n" not in message
+
+
+def test_tls_and_plain_side_by_side(certificates: dict[str, Path]) -> None:
+    """One service can listen on plain TCP and TLS at once."""
+    with ServerProcess(
+        "tcplab-echo",
+        ["--listen", "tcp:0:interface=127.0.0.1", "--listen", tlsListen(certificates)],
+    ) as server:
+        plain = runTcplab("echo", f"127.0.0.1:{server.port}", "plain")
+        assert plain.stdout == b"plain\n"
+        import re
+
+        tlsPort = int(server.waitForLine(re.compile(r"listening on [\d.]+:(\d+) \(ssl:")).group(1))
+        secure = runTcplab(
+            "echo", f"localhost:{tlsPort}", "--cafile", str(certificates["ca"]), "tls"
+        )
+        assert secure.stdout == b"tls\n", secure.stderr
