@@ -40,6 +40,7 @@ from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
 from tcplab.addresses import describeAddress
+from tcplab.metrics import Metrics, Sample
 from tcplab.trace import RECEIVED, SENT, WireTracer
 
 
@@ -247,6 +248,8 @@ class ConnectionObserver(WrappingFactory):
         byte in either direction (transfers in progress are never idle).
     @ivar messageTimeout: disconnect a peer whose protocol reports an
         unfinished message (C{hasPartialInput}) for this many seconds.
+    @ivar metrics: the service's metrics registry; connection and byte
+        figures are added here, services add their own.
     """
 
     protocol = ObservedProtocol
@@ -266,6 +269,7 @@ class ConnectionObserver(WrappingFactory):
         messageTimeout: float | None = None,
         reactor: Any = None,
         clock: Callable[[], float] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(wrappedFactory)
         self.serviceName = serviceName
@@ -284,6 +288,29 @@ class ConnectionObserver(WrappingFactory):
         self.messageTimeout = messageTimeout or None
         self.perPeer: Counter[str] = Counter()
         self._sweeper: LoopingCall | None = None
+        self.connectionsTotal = 0
+        self.refusedTotal = 0
+        self.closedBytesIn = 0
+        self.closedBytesOut = 0
+        self.metrics = metrics if metrics is not None else Metrics(serviceName)
+        self.metrics.addCollector(self.collectMetrics)
+        for name, kind, text in _CONNECTION_METRICS:
+            self.metrics.describe(name, kind, text)
+
+    def collectMetrics(self) -> list[Sample]:
+        """Connection and byte figures, computed at scrape time."""
+        open_: list[ObservedProtocol] = list(self.protocols)
+        return [
+            ("tcplab_connections_open", {}, len(open_)),
+            ("tcplab_connections_total", {}, self.connectionsTotal),
+            ("tcplab_connections_refused_total", {}, self.refusedTotal),
+            (
+                "tcplab_bytes_received_total",
+                {},
+                self.closedBytesIn + sum(p.bytesIn for p in open_),
+            ),
+            ("tcplab_bytes_sent_total", {}, self.closedBytesOut + sum(p.bytesOut for p in open_)),
+        ]
 
     def startFactory(self) -> None:
         """Start the timeout sweeps (if any timeout is set)."""
@@ -346,6 +373,7 @@ class ConnectionObserver(WrappingFactory):
         elif self.maxPerPeer is not None and self.perPeer[key] >= self.maxPerPeer:
             reason = f"too many connections from {key} (at most {self.maxPerPeer})"
         if reason is not None:
+            self.refusedTotal += 1
             self.log.warn(
                 "{service}: refused {peer}: {reason}",
                 service=self.serviceName,
@@ -358,16 +386,28 @@ class ConnectionObserver(WrappingFactory):
     def registerProtocol(self, p: ProtocolWrapper) -> None:
         """Count a new connection against its peer's limit."""
         super().registerProtocol(p)
+        self.connectionsTotal += 1
         self.perPeer[peerKey(p.getPeer())] += 1
 
     def unregisterProtocol(self, p: ProtocolWrapper) -> None:
         """Release a closed connection's place."""
         super().unregisterProtocol(p)
+        if isinstance(p, ObservedProtocol):
+            self.closedBytesIn += p.bytesIn
+            self.closedBytesOut += p.bytesOut
         key = peerKey(p.getPeer())
         self.perPeer[key] -= 1
         if self.perPeer[key] <= 0:
             del self.perPeer[key]
 
+
+_CONNECTION_METRICS = [
+    ("tcplab_connections_open", "gauge", "Connections open now."),
+    ("tcplab_connections_total", "counter", "Connections accepted since start."),
+    ("tcplab_connections_refused_total", "counter", "Connections refused by a limit."),
+    ("tcplab_bytes_received_total", "counter", "Bytes received from peers."),
+    ("tcplab_bytes_sent_total", "counter", "Bytes sent to peers."),
+]
 
 ABORT_GRACE = 5.0
 """Seconds a disconnected peer gets to read our last words before the cut."""

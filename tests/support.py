@@ -137,7 +137,25 @@ class Loopback:
             pytest_twisted.blockon(defer.DeferredList(waits))
 
 
-_LISTENING = re.compile(r"listening on (?:\[[^\]]+\]|[\d.]+):(\d+)")
+_LISTENING = re.compile(r"(?<!metrics )listening on (?:\[[^\]]+\]|[\d.]+):(\d+)")
+METRICS_LISTENING = re.compile(r"metrics listening on [\d.]+:(\d+)")
+
+
+def scrape(port: int) -> str:
+    """Fetch the Prometheus text from a metrics endpoint on 127.0.0.1."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return str(response.read().decode())
+
+
+def metricValue(text: str, name: str) -> float:
+    """The value of the first sample of C{name} in scraped metrics text."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics:\n{text}")
 
 
 class ServerProcess:
@@ -172,14 +190,12 @@ class ServerProcess:
             start_new_session=True,
         )
         self.output: list[str] = []
-        self._scanned = 0
         self._partial = b""
         self.port = int(self.waitForLine(_LISTENING).group(1))
 
     def waitForLine(self, pattern: re.Pattern[str], timeout: float = STARTUP_TIMEOUT) -> Any:
-        """Read output lines until one matches C{pattern}; return the match."""
-        for line in self.output[self._scanned :]:
-            self._scanned += 1
+        """Return the first output line matching C{pattern}, reading more as needed."""
+        for line in self.output:
             match = pattern.search(line)
             if match:
                 return match
@@ -199,7 +215,6 @@ class ServerProcess:
                 for raw in lines:
                     line = raw.decode("utf-8", "replace") + "\n"
                     self.output.append(line)
-                    self._scanned += 1
                     match = pattern.search(line)
                     if match:
                         return match

@@ -203,3 +203,24 @@ def test_sigterm_graceful_shutdown() -> None:
     assert server.stop() == -signal.SIGTERM
     assert time.monotonic() - started < 10
     assert "closing 1 connections" in "".join(server.output)
+
+
+def test_metrics_scrape() -> None:
+    """--metrics serves Prometheus text whose connection and byte counters follow traffic."""
+    from tests.support import METRICS_LISTENING, metricValue, scrape
+
+    with ServerProcess("tcplab-echo", ["--metrics", "tcp:0:interface=127.0.0.1"]) as server:
+        metricsPort = int(server.waitForLine(METRICS_LISTENING).group(1))
+        before = scrape(metricsPort)
+        assert metricValue(before, "tcplab_connections_total") == 0
+        assert "# TYPE tcplab_bytes_received_total counter" in before
+        tutorialClient(server.port, b"x" * 1000)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as held:
+            held.sendall(b"abc")
+            assert held.recv(10) == b"abc"
+            after = scrape(metricsPort)
+            assert metricValue(after, "tcplab_connections_open") == 1
+            assert metricValue(after, "tcplab_connections_total") == 2
+            assert metricValue(after, "tcplab_bytes_received_total") == 1003
+            assert metricValue(after, "tcplab_bytes_sent_total") == 1003
+            assert 'service="tcplab-echo"' in after

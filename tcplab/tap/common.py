@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 
 from tcplab.addresses import describeAddress
 from tcplab.errors import CannotListen
+from tcplab.metrics import metricsSite
 from tcplab.observe import ConnectionObserver
 
 
@@ -93,6 +94,13 @@ class ServiceOptions(usage.Options):
             "Disconnect a peer that takes longer than this to finish one line or "
             "frame it has started (slow-drip defence; 0: never).",
             _seconds,
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics over HTTP on this endpoint, e.g. "
+            "tcp:9100:interface=127.0.0.1 (default: off).",
         ],
         [
             "shutdown-timeout",
@@ -292,14 +300,23 @@ def makeListeningService(
     """
     Build the service for a plugin's C{makeService}, reporting a bad
     C{--listen} on one line with a non-zero exit instead of a traceback.
+
+    With C{--metrics}, the factory's metrics registry (a
+    L{ConnectionObserver} has one) is served there too.
     """
     try:
-        return ListeningService(
+        service = ListeningService(
             serviceName,
             options["listen"],
             factory,
             shutdownTimeout=options["shutdown-timeout"],
         )
+        metrics = getattr(factory, "metrics", None)
+        if options["metrics"] and metrics is not None:
+            ListeningService(
+                f"{serviceName} metrics", [options["metrics"]], metricsSite(metrics)
+            ).setServiceParent(service)
     except CannotListen as e:
         print(f"{serviceName}: {e}", file=sys.stderr)
         raise SystemExit(e.exitCode) from None
+    return service
