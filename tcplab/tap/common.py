@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from twisted.application.service import MultiService
+from twisted.cred import strcred
+from twisted.cred.credentials import IUsernamePassword
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
@@ -29,6 +31,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from tcplab.addresses import describeAddress
+from tcplab.auth import Authenticator
 from tcplab.errors import CannotListen
 from tcplab.metrics import metricsSite
 from tcplab.observe import ConnectionObserver
@@ -133,6 +136,19 @@ class ServiceOptions(usage.Options):
             self["idle-timeout"] = self.defaultIdleTimeout
         if self["hexdump"]:
             self["trace"] = True
+
+
+class AuthServiceOptions(ServiceOptions, strcred.AuthOptionMixin):
+    """
+    Service options plus Twisted's C{--auth} (user name and password
+    checkers), for the services that have accounts (chat, files).
+    """
+
+    supportedInterfaces = [IUsernamePassword]
+
+    def authenticator(self) -> Authenticator:
+        """An L{Authenticator} for the checkers given (none: logins disabled)."""
+        return Authenticator(list(self.get("credCheckers", [])))
 
 
 def traceToLog(serviceName: str) -> Callable[[str], None]:
