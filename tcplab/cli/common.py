@@ -6,6 +6,8 @@ turning expected failures into one line and an exit status.
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -56,6 +58,39 @@ def addClientOptions(parser: argparse.ArgumentParser) -> None:
         help="connect to HOST:PORT with TLS, verifying the server against this CA "
         "certificate (a self-signed server certificate works too)",
     )
+
+
+PASSWORD_VARIABLE = "TCPLAB_PASSWORD"
+"""The environment variable the client reads a password from."""
+
+
+def addAuthOptions(parser: argparse.ArgumentParser) -> None:
+    """Add C{--user} (the password comes from the environment or a prompt)."""
+    parser.add_argument(
+        "--user",
+        metavar="NAME",
+        help=f"log in as NAME; the password is read from ${PASSWORD_VARIABLE}, "
+        "or asked for on the terminal (never taken on the command line)",
+    )
+
+
+def readPassword(args: argparse.Namespace) -> str | None:
+    """
+    The password for C{--user}: from C{$TCPLAB_PASSWORD}, else asked for
+    without echo on the terminal; L{None} without C{--user}.
+
+    @raise TcplabError: C{--user} was given but no password can be had.
+    """
+    if not getattr(args, "user", None):
+        return None
+    password = os.environ.get(PASSWORD_VARIABLE)
+    if password is not None:
+        return password
+    if not sys.stdin.isatty():
+        raise TcplabError(
+            f"--user {args.user} needs a password: set {PASSWORD_VARIABLE}", ExitCode.USAGE
+        )
+    return getpass.getpass(f"password for {args.user}: ")
 
 
 def printToStderr(line: str) -> None:
