@@ -292,7 +292,9 @@ class ConnectionObserver(WrappingFactory):
         self.refusedTotal = 0
         self.closedBytesIn = 0
         self.closedBytesOut = 0
-        self.metrics = metrics if metrics is not None else Metrics(serviceName)
+        if metrics is None:
+            metrics = getattr(wrappedFactory, "metrics", None) or Metrics(serviceName)
+        self.metrics = metrics
         self.metrics.addCollector(self.collectMetrics)
         for name, kind, text in _CONNECTION_METRICS:
             self.metrics.describe(name, kind, text)

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 
 from tcplab import __version__
 
-COMMAND_MODULES = ("tcplab.cli.echo",)
+COMMAND_MODULES = (
+    "tcplab.cli.echo",
+    "tcplab.cli.chat",
+)
 
 
 def buildParser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

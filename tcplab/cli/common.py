@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -91,6 +92,15 @@ def readPassword(args: argparse.Namespace) -> str | None:
             f"--user {args.user} needs a password: set {PASSWORD_VARIABLE}", ExitCode.USAGE
         )
     return getpass.getpass(f"password for {args.user}: ")
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escapeControls(text: str) -> str:
+    """Show control characters as escapes, so text from a server cannot
+    rewrite the user's terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def printToStderr(line: str) -> None:

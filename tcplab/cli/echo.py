@@ -23,12 +23,11 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
-from twisted.internet.stdio import StandardIO
-from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tcplab.cli.common import addClientOptions, connect, forProtocol, runCommand
+from tcplab.cli.stdio import PacedWriter, interact, shutdownSending
 from tcplab.errors import ExitCode, ProtocolViolation
 
 
@@ -89,34 +88,6 @@ class EchoClientProtocol(Protocol):
         self.closed.callback(None)
 
 
-class PacedWriter:
-    """Write to a transport in pieces of C{chunk} bytes, C{delay} seconds apart."""
-
-    def __init__(self, reactor: Any, transport: Any, chunk: int | None, delay: float) -> None:
-        self.reactor = reactor
-        self.transport = transport
-        self.chunk = chunk
-        self.delay = delay
-
-    async def write(self, data: bytes) -> None:
-        """Send C{data}, split and paced as configured."""
-        size = self.chunk or len(data) or 1
-        for offset in range(0, len(data), size):
-            if offset and self.delay:
-                await deferLater(self.reactor, self.delay, lambda: None)
-            self.transport.write(data[offset : offset + size])
-
-
-def shutdownSending(transport: Any) -> None:
-    """Half-close when the transport can, otherwise close after flushing."""
-    if not transport.connected:
-        return
-    try:
-        transport.loseWriteConnection()
-    except (AttributeError, NotImplementedError):
-        transport.loseConnection()
-
-
 async def sendMessages(reactor: Any, args: argparse.Namespace) -> int:
     """Send each message, print its reply, then drain until the server closes."""
     out = sys.stdout.buffer
@@ -152,60 +123,9 @@ async def sendMessages(reactor: Any, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-@implementer(IHalfCloseableProtocol)
-class StdinRelay(Protocol):
-    """
-    Relay stdin to the server, paced; half-close the connection at EOF.
-
-    L{writer} is set once the connection is up (stdin is paused until then);
-    L{done} fires when stdio is finished (stdout flushed and closed).
-    """
-
-    writer: PacedWriter | None = None
-    transport: Any
-
-    def __init__(self) -> None:
-        self.pending: defer.Deferred[None] = defer.succeed(None)
-        self.done: defer.Deferred[None] = defer.Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        """Forward a chunk of stdin, holding stdin while a paced write runs."""
-        assert self.transport is not None and self.writer is not None
-        stdio = self.transport
-        stdio.pauseProducing()
-        self.pending = defer.ensureDeferred(self.writer.write(data))
-        self.pending.addCallback(lambda _: stdio.resumeProducing())
-
-    def readConnectionLost(self) -> None:
-        """stdin is at EOF: once everything is sent, shut down our sending side."""
-        writer = self.writer
-        if writer is not None:
-            self.pending.addCallback(lambda _: shutdownSending(writer.transport))
-
-    def writeConnectionLost(self) -> None:
-        """stdout went away; the connection's end will end the program."""
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        """stdio is closed and flushed."""
-        self.done.callback(None)
-
-
 async def relayStdin(reactor: Any, args: argparse.Namespace) -> int:
     """Interactive session: stdin to the server, the server to stdout."""
-    relay = StdinRelay()
-    stdio = StandardIO(relay, reactor=reactor)
-    stdio.pauseProducing()
-    client = EchoClientProtocol(stdio.write)
-    await connect(reactor, args, forProtocol(lambda: client))
-    relay.writer = PacedWriter(reactor, client.transport, args.chunk, args.delay)
-    # Backpressure both ways: stop reading stdin while the socket's buffer is
-    # full, and stop reading the socket while stdout's buffer is full.
-    client.transport.registerProducer(stdio, True)  # type: ignore[union-attr]
-    stdio.registerProducer(client.transport, True)
-    stdio.resumeProducing()
-    await client.closed
-    stdio.loseConnection()
-    await relay.done
+    await interact(reactor, args, EchoClientProtocol, chunk=args.chunk, delay=args.delay)
     return ExitCode.OK
 
 

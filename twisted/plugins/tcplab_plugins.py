@@ -14,3 +14,10 @@ tcplabEcho = ServiceMaker(
     "tcplab echo server: RFC 862 echo and the tutorials' variants, TCP and UDP",
     "tcplab-echo",
 )
+
+tcplabChat = ServiceMaker(
+    "tcplab-chat",
+    "tcplab.tap.chat",
+    "tcplab chat server: multi-user line chat for nc, telnet and 'tcplab chat'",
+    "tcplab-chat",
+)

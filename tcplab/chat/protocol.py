@@ -1,0 +1,320 @@
+"""
+The chat's Twisted side: a thin line protocol over L{ChatHub}.
+
+L{ChatProtocol} turns lines into hub calls and enforces the per-connection
+safety rules: the line length limit (an over-long line is refused, the
+connection stays), flood control (a token bucket; persistent flooders are
+disconnected) and a bound on output queued for a client that stops reading
+(it is disconnected instead of growing the server's memory).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IAddress, IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from tcplab.addresses import describeAddress
+from tcplab.auth import Authenticator, LoginFailed
+from tcplab.chat import text as wire
+from tcplab.chat.flood import TokenBucket
+from tcplab.chat.hub import ChatError, ChatHub, Room
+from tcplab.lines import LineProtocol
+from tcplab.metrics import Metrics
+
+MAX_LINE = 512
+"""Longest accepted line in bytes, without its line end (as IRC)."""
+
+FLOOD_RATE = 5.0
+"""Lines per second a connection may send on average."""
+
+FLOOD_BURST = 10.0
+"""Lines a connection may send at once (a pasted block)."""
+
+MAX_PENDING = 256 * 1024
+"""Bytes that may queue for a client that stopped reading before it is cut."""
+
+JOIN_DELAY = 0.25
+"""Seconds to wait for a first ``/nohistory`` before joining the default room."""
+
+HELP = [
+    "commands:",
+    "  /nick NAME [PASSWORD]  change your nickname (" + wire.NICK_RULES + ")",
+    "  /who                   who is in this room",
+    "  /msg NICK TEXT         private message",
+    "  /me ACTION             say what you do",
+    "  /join ROOM [nohistory] move to ROOM (created if new)",
+    "  /rooms                 list rooms",
+    "  /nohistory             (first line only) skip the history replay",
+    "  /quit [REASON]         leave (the line 'exit' does too)",
+    "  //TEXT                 send a line that starts with '/'",
+]
+
+
+@implementer(IPushProducer)
+class ChatProtocol(LineProtocol):
+    """
+    One chat connection: a hub member speaking the line protocol of
+    docs/chat.md.
+    """
+
+    log = Logger()
+    factory: ChatFactory
+    transport: Any
+    nick = ""
+    room: Room | None = None
+    joined = False
+    closing = False
+
+    def connectionMade(self) -> None:
+        """Greet, take a guest nickname, and join the default room shortly."""
+        factory = self.factory
+        self.maxLineLength = factory.maxLine
+        self.bucket = (
+            TokenBucket(factory.floodRate, factory.floodBurst, factory.reactor.seconds)
+            if factory.floodRate
+            else None
+        )
+        self.dropped = 0
+        self.pending = 0
+        self.deliver = self.transport.write
+        # The transport pauses us when its buffer is full: that is how a
+        # client that stopped reading is noticed (see pauseProducing).
+        self.transport.registerProducer(self, True)
+        self.peer = describeAddress(self.transport.getPeer())
+        nick = factory.hub.connect(self)
+        self.deliver(wire.notice(f"Welcome to tcplab chat, {nick}. Type /help for commands."))
+        self.joinCall = factory.reactor.callLater(factory.joinDelay, self.joinDefault, True)
+
+    def joinDefault(self, withHistory: bool) -> None:
+        """Join the default room (once)."""
+        if self.joined or self.closing:
+            return
+        self.joined = True
+        if self.joinCall.active():
+            self.joinCall.cancel()
+        self.factory.hub.join(self, self.factory.hub.defaultRoom, withHistory)
+
+    # Slow consumers: the transport tells us when its buffer is full.
+
+    def pauseProducing(self) -> None:
+        """The client is not reading: count what queues up from now on."""
+        self.deliver = self._deliverWhilePaused
+
+    def resumeProducing(self) -> None:
+        """The client caught up."""
+        self.pending = 0
+        self.deliver = self.transport.write
+
+    def stopProducing(self) -> None:
+        """The connection is going away."""
+        self.deliver = self._discard
+
+    def _deliverWhilePaused(self, data: bytes) -> None:
+        self.pending += len(data)
+        if self.pending > self.factory.maxPending:
+            self.log.warn(
+                "{peer} ({nick}) is not reading: {pending} bytes queued, disconnecting",
+                peer=self.peer,
+                nick=self.nick,
+                pending=self.pending,
+            )
+            self.deliver = self._discard
+            self.transport.abortConnection()
+            return
+        self.transport.write(data)
+
+    def _discard(self, data: bytes) -> None:
+        pass
+
+    # Input
+
+    def lineReceived(self, line: bytes) -> None:
+        """Sanitise the line, then run it as a command or relay it."""
+        text = wire.sanitize(wire.decode(line))
+        if not self.joined:
+            if text.lower() == "/nohistory":
+                self.joinDefault(False)
+                return
+            self.joinDefault(True)
+        if not text:
+            return
+        if self.bucket is not None and not self.allowedByFloodControl():
+            return
+        command = wire.parseCommand(text)
+        try:
+            if command is not None:
+                self.runCommand(*command)
+            elif text.lower() == "exit":
+                self.quit("exit")
+            else:
+                self.factory.hub.say(self, wire.messageText(text))
+                self.factory.metrics.increment("tcplab_chat_messages_total", kind="message")
+        except ChatError as e:
+            self.deliver(wire.error(str(e)))
+
+    def allowedByFloodControl(self) -> bool:
+        """Spend a token; warn, and eventually disconnect, a flooder."""
+        assert self.bucket is not None
+        wait = self.bucket.take()
+        if not wait:
+            self.dropped = 0
+            return True
+        self.dropped += 1
+        if self.dropped == 1:
+            self.deliver(wire.error(f"slow down: wait {wait:.1f}s (that line was not sent)"))
+        if self.dropped > 3 * self.factory.floodBurst:
+            self.log.warn(
+                "{peer} ({nick}) flooding, disconnecting", peer=self.peer, nick=self.nick
+            )
+            self.deliver(wire.error("disconnected for flooding"))
+            self.quit("flooding")
+        return False
+
+    def lineTooLong(self, size: int) -> None:
+        """Refuse the line; the connection stays."""
+        self.deliver(
+            wire.error(f"line too long ({size} bytes, at most {self.maxLineLength}); not sent")
+        )
+
+    def runCommand(self, name: str, rest: str) -> None:
+        """Carry out one slash command."""
+        hub = self.factory.hub
+        if name == "nick":
+            newNick, _, password = rest.partition(" ")
+            self.changeNick(newNick, password.strip())
+        elif name == "who":
+            assert self.room is not None
+            self.deliver(
+                wire.notice(f"in {self.room.name}: {', '.join(hub.usersIn(self.room.name))}")
+            )
+        elif name == "msg":
+            target, _, message = rest.partition(" ")
+            if not target or not message.strip():
+                raise ChatError("usage: /msg NICK TEXT")
+            hub.whisper(self, target, message.strip())
+            self.factory.metrics.increment("tcplab_chat_messages_total", kind="private")
+        elif name == "me":
+            if not rest:
+                raise ChatError("usage: /me ACTION")
+            hub.act(self, rest)
+            self.factory.metrics.increment("tcplab_chat_messages_total", kind="action")
+        elif name == "join":
+            room, _, option = rest.partition(" ")
+            if not room:
+                raise ChatError("usage: /join ROOM [nohistory]")
+            hub.join(self, room, withHistory=option.strip().lower() != "nohistory")
+        elif name == "rooms":
+            listing = ", ".join(f"{room} ({n})" for room, n in hub.rooms().items())
+            self.deliver(wire.notice(f"rooms: {listing}"))
+        elif name == "help":
+            self.deliver(b"".join(wire.notice(entry) for entry in HELP))
+        elif name == "quit":
+            self.quit(f"quit: {rest}" if rest else "quit")
+        elif name == "nohistory":
+            raise ChatError("/nohistory only works as the first line")
+        else:
+            raise ChatError(f"unknown command /{name}; try /help")
+
+    def changeNick(self, nick: str, password: str) -> None:
+        """Rename, checking the password when the nickname is an account."""
+        authenticator = self.factory.authenticator
+        if not authenticator.isKnownUser(nick):
+            self.factory.hub.rename(self, nick)
+            return
+        if not password:
+            raise ChatError(f"{nick} is a registered nickname: /nick {nick} PASSWORD")
+        d = defer.ensureDeferred(authenticator.login(nick, password, self.peer))
+
+        def loggedIn(_: object) -> None:
+            if not self.closing:
+                try:
+                    self.factory.hub.rename(self, nick)
+                except ChatError as e:
+                    self.deliver(wire.error(str(e)))
+
+        def failed(failure: Failure) -> None:
+            failure.trap(LoginFailed)
+            if not self.closing:
+                self.deliver(wire.error(f"wrong password for {nick}"))
+
+        d.addCallbacks(loggedIn, failed)
+
+    def quit(self, reason: str) -> None:
+        """Leave the chat and close the connection once our output is sent."""
+        if self.closing:
+            return
+        self.closing = True
+        self.factory.hub.disconnect(self, reason)
+        self.deliver(wire.notice("bye"))
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    def serverStopping(self) -> None:
+        """The server is shutting down: tell the user, then leave."""
+        self.deliver(wire.notice("server shutting down, bye"))
+        self.quit("server shutting down")
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        """Announce a vanished client as gone and forget it everywhere."""
+        if self.joinCall.active():
+            self.joinCall.cancel()
+        if not self.closing:
+            self.closing = True
+            why = "connection lost" if reason is None else reason.getErrorMessage()
+            self.factory.hub.disconnect(self, why.rstrip("."))
+
+
+class ChatFactory(Factory):
+    """
+    Build chat connections around one L{ChatHub}.
+
+    @ivar hub: the shared rooms and nicknames (embed it, or pass your own).
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        hub: ChatHub | None = None,
+        maxLine: int = MAX_LINE,
+        floodRate: float = FLOOD_RATE,
+        floodBurst: float = FLOOD_BURST,
+        maxPending: int = MAX_PENDING,
+        authenticator: Authenticator | None = None,
+        metrics: Metrics | None = None,
+        joinDelay: float = JOIN_DELAY,
+        reactor: Any = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        self.hub = hub if hub is not None else ChatHub()
+        self.maxLine = maxLine
+        self.floodRate = floodRate
+        self.floodBurst = max(floodBurst, 1.0)
+        self.maxPending = maxPending
+        self.authenticator = authenticator or Authenticator([], reactor)
+        self.metrics = metrics or Metrics("tcplab-chat")
+        self.metrics.describe(
+            "tcplab_chat_messages_total", "counter", "Chat messages relayed, by kind."
+        )
+        self.joinDelay = joinDelay
+        self.reactor = reactor
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        """A new connection."""
+        protocol = ChatProtocol()
+        protocol.factory = self
+        return protocol
+
+    @staticmethod
+    def refusal(reason: str) -> bytes:
+        """What a peer refused by a connection limit is told."""
+        return wire.error(reason)

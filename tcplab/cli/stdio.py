@@ -1,0 +1,122 @@
+"""
+Relaying the terminal (or a pipe) to a connection, shared by the interactive
+clients: paced writes for the lab options, and stdin with EOF handling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.stdio import StandardIO
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from tcplab.cli.common import connect, forProtocol
+
+
+class PacedWriter:
+    """Write to a transport in pieces of C{chunk} bytes, C{delay} seconds apart."""
+
+    def __init__(self, reactor: Any, transport: Any, chunk: int | None, delay: float) -> None:
+        self.reactor = reactor
+        self.transport = transport
+        self.chunk = chunk
+        self.delay = delay
+
+    async def write(self, data: bytes) -> None:
+        """Send C{data}, split and paced as configured."""
+        size = self.chunk or len(data) or 1
+        for offset in range(0, len(data), size):
+            if offset and self.delay:
+                await deferLater(self.reactor, self.delay, lambda: None)
+            self.transport.write(data[offset : offset + size])
+
+
+def shutdownSending(transport: Any) -> None:
+    """Half-close when the transport can, otherwise close after flushing."""
+    if not transport.connected:
+        return
+    try:
+        transport.loseWriteConnection()
+    except (AttributeError, NotImplementedError):
+        transport.loseConnection()
+
+
+@implementer(IHalfCloseableProtocol)
+class StdinRelay(Protocol):
+    """
+    Relay stdin to the server, paced; at EOF, once everything is sent, call
+    C{atEOF} with the connection's transport (by default: half-close it).
+
+    L{writer} is set once the connection is up (stdin is paused until then);
+    L{done} fires when stdio is finished (stdout flushed and closed).
+    """
+
+    writer: PacedWriter | None = None
+    transport: Any
+
+    def __init__(self, atEOF: Callable[[Any], None] | None = None) -> None:
+        self.pending: defer.Deferred[None] = defer.succeed(None)
+        self.done: defer.Deferred[None] = defer.Deferred()
+        self.atEOF = atEOF or shutdownSending
+
+    def dataReceived(self, data: bytes) -> None:
+        """Forward a chunk of stdin, holding stdin while a paced write runs."""
+        assert self.transport is not None and self.writer is not None
+        stdio = self.transport
+        stdio.pauseProducing()
+        self.pending = defer.ensureDeferred(self.writer.write(data))
+        self.pending.addCallback(lambda _: stdio.resumeProducing())
+
+    def readConnectionLost(self) -> None:
+        """stdin is at EOF: once everything is sent, shut down our sending side."""
+        writer = self.writer
+        if writer is not None:
+            self.pending.addCallback(lambda _: self.atEOF(writer.transport))
+
+    def writeConnectionLost(self) -> None:
+        """stdout went away; the connection's end will end the program."""
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        """stdio is closed and flushed."""
+        self.done.callback(None)
+
+
+async def interact(
+    reactor: Any,
+    args: Any,
+    makeClient: Callable[[Callable[[bytes], None]], Any],
+    atEOF: Callable[[Any], None] | None = None,
+    chunk: int | None = None,
+    delay: float = 0.0,
+    greeting: bytes = b"",
+) -> Any:
+    """
+    Connect a client protocol to the server and stdin/stdout to it, until
+    the server closes the connection; return the client protocol.
+
+    C{makeClient(output)} builds the protocol; C{output} writes to stdout.
+    C{greeting} is sent first (a nickname, say).  Backpressure runs both
+    ways: stdin is not read while the socket's buffer is full, and the
+    socket is not read while stdout's buffer is full.
+    """
+    relay = StdinRelay(atEOF)
+    stdio = StandardIO(relay, reactor=reactor)
+    stdio.pauseProducing()
+    client = makeClient(stdio.write)
+    await connect(reactor, args, forProtocol(lambda: client))
+    if greeting:
+        client.transport.write(greeting)
+    relay.writer = PacedWriter(reactor, client.transport, chunk, delay)
+    client.transport.registerProducer(stdio, True)
+    stdio.registerProducer(client.transport, True)
+    stdio.resumeProducing()
+    await client.closed
+    stdio.loseConnection()
+    await relay.done
+    return client

@@ -1,0 +1,80 @@
+"""
+``twistd -n tcplab-chat``: the multi-user chat.
+
+See L{tcplab.chat} for the hub and the protocol, docs/chat.md for the wire.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from tcplab.chat import ChatFactory, ChatHub
+from tcplab.chat.chatlog import ChatLogService
+from tcplab.chat.hub import DEFAULT_HISTORY
+from tcplab.chat.protocol import FLOOD_BURST, FLOOD_RATE, MAX_LINE, MAX_PENDING
+from tcplab.tap.common import AuthServiceOptions, makeListeningService, observe
+
+SERVICE_NAME = "tcplab-chat"
+DEFAULT_PER_IP = 5
+
+
+class Options(AuthServiceOptions):
+    """Command-line options of ``twistd tcplab-chat``."""
+
+    defaultListen: ClassVar[str] = "tcp:8008:interface=127.0.0.1"
+    defaultIdleTimeout: ClassVar[float] = 3600.0
+    synopsis = "[--listen ENDPOINT ...] [--history N] [--chat-log FILE] [--auth ...]"
+    longdesc = (
+        "A multi-user line chat for nc, telnet and 'tcplab chat', safe against "
+        "hostile clients. Default listen address: tcp:8008:interface=127.0.0.1; "
+        f"at most {DEFAULT_PER_IP} connections per address unless --max-per-ip says otherwise."
+    )
+    optParameters = [
+        ["history", None, DEFAULT_HISTORY, "Messages a newcomer to a room sees (0: none).", int],
+        ["chat-log", None, None, "Append every message (time, room, nick) to this file."],
+        ["max-line", None, MAX_LINE, "Longest line in bytes; longer ones are refused.", int],
+        ["flood-rate", None, FLOOD_RATE, "Lines per second per client (0: no limit).", float],
+        ["flood-burst", None, FLOOD_BURST, "Lines a client may send at once.", float],
+        [
+            "max-pending",
+            None,
+            MAX_PENDING,
+            "Bytes queued for a client that stopped reading before it is disconnected.",
+            int,
+        ],
+    ]
+
+    def opt_max_clients(self, value: str) -> None:
+        """Refuse clients beyond this many at once (same as --max-connections)."""
+        self["max-connections"] = int(value)
+
+    def postOptions(self) -> None:
+        """Apply the chat's per-address default and check the numbers."""
+        super().postOptions()
+        if self["max-per-ip"] is None:
+            self["max-per-ip"] = DEFAULT_PER_IP
+        for name in ("history", "max-line", "flood-rate", "flood-burst", "max-pending"):
+            if self[name] < 0:
+                raise usage.UsageError(f"--{name} must be 0 or more")
+        if self["max-line"] < 16:
+            raise usage.UsageError("--max-line must be at least 16")
+
+
+def makeService(options: Options) -> IService:
+    """The chat service (and its chat log) for twistd."""
+    hub = ChatHub(historySize=options["history"])
+    factory = ChatFactory(
+        hub,
+        maxLine=options["max-line"],
+        floodRate=options["flood-rate"],
+        floodBurst=options["flood-burst"],
+        maxPending=options["max-pending"],
+        authenticator=options.authenticator(),
+    )
+    service = makeListeningService(SERVICE_NAME, options, observe(factory, SERVICE_NAME, options))
+    if options["chat-log"]:
+        ChatLogService(hub, options["chat-log"]).setServiceParent(service)
+    return service
