@@ -52,6 +52,8 @@ class LineSplitter:
         """Bytes of an over-long line dropped so far (0: not skipping)."""
         self._afterCR = False
         """The last line ended in a bare CR: a LF that follows belongs to it."""
+        self.completed = 0
+        """Lines (and skipped over-long lines) completed so far."""
 
     def feed(self, data: bytes) -> Iterator[Line | LineTooLong]:
         """Take the next chunk and yield every event it completes."""
@@ -61,6 +63,7 @@ class LineSplitter:
                 data = data[1:]
         pieces = _LINE_END.split(self._buffer + data) if self._buffer else _LINE_END.split(data)
         rest = pieces.pop()
+        self.completed += len(pieces)
         for piece in pieces:
             if self._skipping:
                 yield LineTooLong(self._skipping + len(piece))
@@ -121,10 +124,13 @@ class LineProtocol(Protocol):
     def lineTooLong(self, size: int) -> None:
         """An over-long line was skipped.  The default ignores it quietly."""
 
-    def hasPartialInput(self) -> bool:
-        """A line has started and not ended (for the slow-drip timeout)."""
+    def messageInProgress(self) -> int | None:
+        """
+        For the slow-drip timeout: L{None} unless a line has started and not
+        ended, else the number of lines completed so far.
+        """
         splitter = self.splitter
-        return splitter is not None and splitter.inLine
+        return splitter.completed if splitter is not None and splitter.inLine else None
 
     def sendLine(self, line: bytes) -> None:
         """Send C{line} followed by L{delimiter}."""

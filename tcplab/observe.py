@@ -9,9 +9,11 @@ per peer address) that refuse extra peers with a short reason, timeouts for
 idle and slow-drip peers, and a graceful drain at shutdown.
 
 Wrapped protocols may offer two optional hooks:
-  - C{hasPartialInput() -> bool}: a message (line, frame) has started but
-    not ended; a peer that keeps it so for longer than the message timeout
-    is a slow-drip client and is disconnected.
+  - C{messageInProgress() -> object | None}: L{None} when no message (line,
+    frame) is half-received, else a marker that changes with every message
+    completed (a count).  A peer that keeps the same message unfinished for
+    longer than the message timeout is a slow-drip client and is
+    disconnected; a long upload of many frames is not.
   - C{serverStopping() -> None}: the server is shutting down; say goodbye
     and close when convenient (a running transfer may finish first).  Without
     it the connection is closed after its pending output is sent.
@@ -92,8 +94,10 @@ class ObservedProtocol(ProtocolWrapper):
         """Bytes in + out at the last timeout sweep."""
         self.quietSince = 0.0
         """When the byte count last changed, as seen by the sweeps."""
-        self.partialSince: float | None = None
-        """Since when the protocol has held an unfinished message."""
+        self.partialSince = 0.0
+        """Since when the protocol has held the same unfinished message."""
+        self.partialMarker: object | None = None
+        """The protocol's marker for that message (see messageInProgress)."""
         self.closed: defer.Deferred[None] = defer.Deferred()
         """Fires once the connection is gone."""
         self.handshakeDone: defer.Deferred[None] = defer.Deferred()
@@ -214,16 +218,17 @@ class ObservedProtocol(ProtocolWrapper):
         elif factory.idleTimeout and now - self.quietSince >= factory.idleTimeout:
             self.disconnectBecause(f"idle for {factory.idleTimeout:g} seconds")
             return
-        hasPartialInput = getattr(self.wrappedProtocol, "hasPartialInput", None)
-        if factory.messageTimeout and hasPartialInput is not None and hasPartialInput():
-            if self.partialSince is None:
-                self.partialSince = now
-            elif now - self.partialSince >= factory.messageTimeout:
-                self.disconnectBecause(
-                    f"message not completed within {factory.messageTimeout:g} seconds"
-                )
-        else:
-            self.partialSince = None
+        messageInProgress = getattr(self.wrappedProtocol, "messageInProgress", None)
+        marker = messageInProgress() if messageInProgress is not None else None
+        if not factory.messageTimeout or marker is None:
+            self.partialMarker = None
+        elif marker != self.partialMarker:
+            self.partialMarker = marker
+            self.partialSince = now
+        elif now - self.partialSince >= factory.messageTimeout:
+            self.disconnectBecause(
+                f"message not completed within {factory.messageTimeout:g} seconds"
+            )
 
     def stopGracefully(self) -> None:
         """The server is stopping: let the protocol wind down, or just close."""
@@ -246,8 +251,8 @@ class ConnectionObserver(WrappingFactory):
         (services override it to speak their own protocol).
     @ivar idleTimeout: disconnect a peer after this many seconds without a
         byte in either direction (transfers in progress are never idle).
-    @ivar messageTimeout: disconnect a peer whose protocol reports an
-        unfinished message (C{hasPartialInput}) for this many seconds.
+    @ivar messageTimeout: disconnect a peer whose protocol reports the same
+        unfinished message (C{messageInProgress}) for this many seconds.
     @ivar metrics: the service's metrics registry; connection and byte
         figures are added here, services add their own.
     """

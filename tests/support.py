@@ -224,6 +224,9 @@ class ServerProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Signal the server and wait for it to exit; return its status."""
+        assert self.process.stdout is not None
+        if self.process.stdout.closed:
+            return int(self.process.returncode)
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:

@@ -17,6 +17,7 @@ from tcplab import __version__
 COMMAND_MODULES = (
     "tcplab.cli.echo",
     "tcplab.cli.chat",
+    "tcplab.cli.files",
 )
 
 

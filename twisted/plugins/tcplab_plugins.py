@@ -21,3 +21,10 @@ tcplabChat = ServiceMaker(
     "tcplab chat server: multi-user line chat for nc, telnet and 'tcplab chat'",
     "tcplab-chat",
 )
+
+tcplabFiles = ServiceMaker(
+    "tcplab-files",
+    "tcplab.tap.files",
+    "tcplab file server: list/get/put/delete, resumable, SHA-256 verified, confined to --root",
+    "tcplab-files",
+)

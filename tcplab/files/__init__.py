@@ -1,0 +1,21 @@
+"""
+The file service: list, stat, get, put and delete over Int32StringReceiver
+frames, streamed, resumable, verified with SHA-256 and confined to a root.
+
+Public names: L{FileServerFactory} (serve a directory), L{FileClient}
+(a Deferred-returning client), L{SafeRoot}, L{RemoteError},
+L{ChecksumMismatch}.  The wire format is in docs/protocol.md.
+"""
+
+from tcplab.files.client import ChecksumMismatch, FileClient, RemoteError
+from tcplab.files.root import SafeRoot
+from tcplab.files.server import FileServerFactory, FileServerProtocol
+
+__all__ = [
+    "ChecksumMismatch",
+    "FileClient",
+    "FileServerFactory",
+    "FileServerProtocol",
+    "RemoteError",
+    "SafeRoot",
+]

@@ -1,0 +1,128 @@
+"""The real ``twistd -n tcplab-files``, driven by the tutorial socket client and ``tcplab``."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.files import socket_client
+from tests.support import ServerProcess, runTcplab
+
+pytestmark = pytest.mark.subprocess
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[ServerProcess, Path]]:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "data.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    (root / "docs").mkdir()
+    (root / "docs" / "a.txt").write_text("alpha\n")
+    (root / "docs" / "b.txt").write_text("beta\n")
+    server = ServerProcess("tcplab-files", ["--root", str(root), "--writable"])
+    yield server, root
+    server.stop()
+
+
+def test_socket_client_downloads_and_uploads(served: tuple[ServerProcess, Path]) -> None:
+    """The ~40-line socket/struct/json/hashlib client gets and puts against the real server."""
+    server, root = served
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        out = io.BytesIO()
+        assert socket_client.download(sock, "data.bin", out) == (root / "data.bin").stat().st_size
+        assert out.getvalue() == (root / "data.bin").read_bytes()
+        payload = os.urandom(200_000)
+        reply = socket_client.upload(sock, "from-socket.bin", payload)
+        assert reply == {
+            "ok": True,
+            "done": True,
+            "size": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest(),
+        }
+        with pytest.raises(OSError, match="not_found"):
+            socket_client.request(sock, {"op": "stat", "path": "missing"})
+    assert (root / "from-socket.bin").read_bytes() == payload
+
+
+def test_tcplab_commands(served: tuple[ServerProcess, Path], tmp_path: Path) -> None:
+    """tcplab ls, get (-o, -r, -o -), put (--to, -r) and rm against the real server."""
+    server, root = served
+    address = f"127.0.0.1:{server.port}"
+    listing = runTcplab("ls", address)
+    assert listing.returncode == 0
+    assert b"data.bin" in listing.stdout and b"docs/" in listing.stdout
+    out = tmp_path / "out"
+    out.mkdir()
+    got = runTcplab("get", address, "data.bin", "docs", "-r", "-o", str(out))
+    assert got.returncode == 0, got.stderr
+    assert (out / "data.bin").read_bytes() == (root / "data.bin").read_bytes()
+    assert (out / "docs" / "b.txt").read_text() == "beta\n"
+    assert runTcplab("get", address, "docs/a.txt", "-o", "-").stdout == b"alpha\n"
+    put = runTcplab("put", address, str(out / "docs"), str(out / "data.bin"), "-r", "--to", "up")
+    assert put.returncode == 0, put.stderr
+    assert (root / "up" / "docs" / "a.txt").read_text() == "alpha\n"
+    assert (root / "up" / "data.bin").read_bytes() == (root / "data.bin").read_bytes()
+    assert runTcplab("rm", address, "up/data.bin").returncode == 0
+    assert not (root / "up" / "data.bin").exists()
+
+
+def test_exit_codes(served: tuple[ServerProcess, Path], tmp_path: Path) -> None:
+    """Not found, not allowed, exists and connection failure: one line, distinct statuses."""
+    server, root = served
+    address = f"127.0.0.1:{server.port}"
+    cases = [
+        (("get", address, "missing", "-o", str(tmp_path / "m")), 4),
+        (("get", address, "../etc/passwd", "-o", str(tmp_path / "p")), 5),
+        (("put", address, str(root / "data.bin")), 7),
+        (("ls", "127.0.0.1:1"), 3),
+    ]
+    for args, status in cases:
+        result = runTcplab(*args)
+        assert result.returncode == status, (args, result.stderr)
+        assert result.stderr.count(b"\n") == 1 and b"Traceback" not in result.stderr
+
+
+def test_get_resumes_partial_and_rejects_bad_one(
+    served: tuple[ServerProcess, Path], tmp_path: Path
+) -> None:
+    """tcplab get continues an interrupted download; a corrupted partial is fetched again."""
+    server, root = served
+    data = (root / "data.bin").read_bytes()
+    partial = tmp_path / ".data.bin.tcplab-partial"
+    partial.write_bytes(data[:1_000_000])
+    result = runTcplab("get", f"127.0.0.1:{server.port}", "data.bin", "-o", str(tmp_path), "-v")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data.bin").read_bytes() == data and not partial.exists()
+    corrupt = tmp_path / "again"
+    corrupt.mkdir()
+    (corrupt / ".data.bin.tcplab-partial").write_bytes(b"\x00" * 1_000_000)
+    result = runTcplab("get", f"127.0.0.1:{server.port}", "data.bin", "-o", str(corrupt))
+    assert result.returncode == 0, result.stderr
+    assert b"did not match; downloading it again" in result.stderr
+    assert (corrupt / "data.bin").read_bytes() == data
+
+
+def test_read_only_by_default(tmp_path: Path) -> None:
+    """Without --writable, tcplab put is refused with exit 5."""
+    (tmp_path / "f").write_bytes(b"x")
+    with ServerProcess("tcplab-files", ["--root", str(tmp_path)]) as server:
+        result = runTcplab("put", f"127.0.0.1:{server.port}", str(tmp_path / "f"), "--to", "new")
+    assert result.returncode == 5
+    assert b"read-only" in result.stderr
+
+
+def test_sigterm_lets_transfer_finish_or_keeps_partial(served: tuple[ServerProcess, Path]) -> None:
+    """On SIGTERM an idle client is closed at once and the server exits by the signal."""
+    server, _ = served
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        socket_client.request(sock, {"op": "list", "path": ""})
+        server.process.send_signal(signal.SIGTERM)
+        assert sock.recv(10) == b""
+    assert server.stop() == -signal.SIGTERM
