@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -159,7 +160,7 @@ async def getCommand(reactor: Any, args: argparse.Namespace) -> int:
             try:
                 info = await session.retrying(remote, partial(FileClient.stat, path=remote))
                 if toStdout:
-                    await getToStdout(session, remote, info)
+                    await getToStream(session, remote, info, sys.stdout.buffer)
                 elif info["type"] == "dir":
                     if not args.recursive:
                         raise TcplabError(f"{remote} is a directory (use -r)", ExitCode.USAGE)
@@ -206,6 +207,12 @@ async def getTree(session: Session, remote: str, local: Path) -> None:
 async def getFile(session: Session, remote: str, info: dict[str, Any], destination: Path) -> None:
     """Download one file through a partial file, resuming and verifying."""
     args = session.args
+    if isSpecialFile(destination):
+        # /dev/null, a FIFO, a terminal: write straight into it, never
+        # replace it with a regular file.
+        with open(destination, "wb") as stream:
+            await getToStream(session, remote, info, stream)
+        return
     if destination.exists() and not args.overwrite:
         raise TcplabError(f"{destination} exists (use --overwrite)", ExitCode.EXISTS)
     partialFile = destination.with_name(f".{destination.name}{PARTIAL_SUFFIX}")
@@ -245,13 +252,28 @@ async def resumeGet(client: FileClient, remote: str, file: BinaryIO, bar: Any) -
     await client.get(remote, file, offset, prefix=file, progress=bar.update)
 
 
-async def getToStdout(session: Session, remote: str, info: dict[str, Any]) -> None:
-    """Stream one file to stdout (no resume), still verified at the end."""
+def isSpecialFile(path: Path) -> bool:
+    """Whether C{path} exists and is neither a regular file nor a directory."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+async def getToStream(
+    session: Session, remote: str, info: dict[str, Any], stream: BinaryIO
+) -> None:
+    """Stream one file into an open stream (no partial, no resume), verified at the end."""
     if info["type"] != "file":
         raise TcplabError(f"{remote} is not a file", ExitCode.USAGE)
     client = await session.connected()
-    await client.get(remote, sys.stdout.buffer)
-    sys.stdout.buffer.flush()
+    bar = progressBar(session.args, remote, int(info["size"]), 0)
+    try:
+        await client.get(remote, stream, progress=bar.update)
+    finally:
+        bar.close()
+    stream.flush()
 
 
 # put

@@ -126,3 +126,31 @@ def test_sigterm_lets_transfer_finish_or_keeps_partial(served: tuple[ServerProce
         server.process.send_signal(signal.SIGTERM)
         assert sock.recv(10) == b""
     assert server.stop() == -signal.SIGTERM
+
+
+def test_get_into_a_fifo_writes_through(
+    served: tuple[ServerProcess, Path], tmp_path: Path
+) -> None:
+    """-o onto a special file (a FIFO here, /dev/null in the benchmark) writes into it
+    and never replaces it with a regular file."""
+    import stat
+    import threading
+
+    server, root = served
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = bytearray()
+
+    def drain() -> None:
+        with open(fifo, "rb") as reader:
+            while chunk := reader.read(65536):
+                received.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    result = runTcplab("get", f"127.0.0.1:{server.port}", "data.bin", "-o", str(fifo))
+    reader.join(30)
+    assert result.returncode == 0, result.stderr
+    assert bytes(received) == (root / "data.bin").read_bytes()
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["pipe", "root"], "no partial file left beside it"
