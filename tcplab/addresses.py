@@ -13,6 +13,16 @@ import re
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.endpoints import quoteStringArgument
 
+DEFAULT_BACKLOG = 1024
+"""The listen backlog tcplab asks for unless a description sets one.
+
+Twisted's own default is 50: a burst of a few hundred clients connecting at
+once (a chat room reconnecting after a restart) overflows it, and the kernel
+then silently drops handshakes that the clients believe complete."""
+
+_BACKLOG_ENDPOINTS = frozenset({"tcp", "tcp6", "ssl", "unix"})
+_HAS_BACKLOG = re.compile(r"(?:^|(?<!\\):)backlog=")
+
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
 
 
@@ -29,6 +39,17 @@ def describeAddress(address: object) -> str:
         text = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
         return f"unix:{text}"
     return str(address)
+
+
+def withBacklog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:
+    """
+    C{description}, a server endpoint description, with C{backlog=BACKLOG}
+    added when its endpoint type takes one and it does not set its own.
+    """
+    kind = description.split(":", 1)[0].lower()
+    if kind not in _BACKLOG_ENDPOINTS or _HAS_BACKLOG.search(description):
+        return description
+    return f"{description}:backlog={backlog}"
 
 
 def splitHostPort(address: str) -> tuple[str, int]:

@@ -43,6 +43,7 @@ from zope.interface import alsoProvides, implementer
 
 from tcplab.addresses import describeAddress
 from tcplab.metrics import Metrics, Sample
+from tcplab.sending import Writer, directWriter, setNoDelay, setReadSize
 from tcplab.trace import RECEIVED, SENT, WireTracer
 
 
@@ -105,7 +106,16 @@ class ObservedProtocol(ProtocolWrapper):
         is lost first (a failed verification, say)."""
 
     def makeConnection(self, transport: Any) -> None:
-        """Record the peer, start the trace, then connect the wrapped protocol."""
+        """
+        Record the peer, start the trace, pick the fastest way to send (see
+        L{tcplab.sending}), then connect the wrapped protocol.
+        """
+        self.send: Writer = (
+            directWriter(transport) if self.factory.writeDirectly else transport.write
+        )
+        setNoDelay(transport)
+        if self.factory.readSize:
+            setReadSize(transport, self.factory.readSize)
         self.peer = describeAddress(transport.getPeer())
         self.openedAt = self.quietSince = self.factory.clock()
         if self.factory.traceSink is not None:
@@ -126,15 +136,11 @@ class ObservedProtocol(ProtocolWrapper):
         self.bytesOut += len(data)
         if self.tracer is not None:
             self.tracer.chunk(SENT, data)
-        self.transport.write(data)
+        self.send(data)
 
     def writeSequence(self, data: Any) -> None:
-        """Count (and trace) a sequence of writes."""
-        data = list(data)
-        self.bytesOut += sum(map(len, data))
-        if self.tracer is not None:
-            self.tracer.chunk(SENT, b"".join(data))
-        self.transport.writeSequence(data)
+        """Count (and trace) a sequence of writes, sent as one."""
+        self.write(b"".join(data))
 
     def dataReceived(self, data: bytes) -> None:
         """Count (and trace) bytes on their way in."""
@@ -255,6 +261,15 @@ class ConnectionObserver(WrappingFactory):
         unfinished message (C{messageInProgress}) for this many seconds.
     @ivar metrics: the service's metrics registry; connection and byte
         figures are added here, services add their own.
+    @ivar writeDirectly: send each write at once when nothing is queued
+        (L{tcplab.sending.directWriter}): right for a protocol that answers
+        each read with one write (echo, file chunks), or that gathers its
+        small writes itself (chat, with L{tcplab.sending.FlushQueue}); a
+        protocol making many small writes is better off without it, letting
+        Twisted gather them into one send per reactor iteration.
+    @ivar readSize: read up to this many bytes at a time (and queue up to
+        as many before pausing the reader), instead of Twisted's 64 KiB;
+        see L{tcplab.sending.setReadSize}.
     """
 
     protocol = ObservedProtocol
@@ -275,8 +290,12 @@ class ConnectionObserver(WrappingFactory):
         reactor: Any = None,
         clock: Callable[[], float] | None = None,
         metrics: Metrics | None = None,
+        readSize: int | None = None,
+        writeDirectly: bool = False,
     ) -> None:
         super().__init__(wrappedFactory)
+        self.readSize = readSize
+        self.writeDirectly = writeDirectly
         self.serviceName = serviceName
         self.traceSink = traceSink
         self.hexdump = hexdump

@@ -21,6 +21,7 @@ from tcplab.echo import (
     EchoProtocol,
 )
 from tcplab.observe import ConnectionObserver
+from tcplab.sending import BULK_READ_SIZE
 from tests.support import Collector, Loopback, reactor, waitUntil
 
 
@@ -93,7 +94,8 @@ def test_udp_reply_modes() -> None:
 
 
 def observed(factory: Any) -> ConnectionObserver:
-    return ConnectionObserver(factory, "tcplab-echo")
+    """Wrap C{factory} as the plugin does: bulk reads, direct writes."""
+    return ConnectionObserver(factory, "tcplab-echo", readSize=BULK_READ_SIZE, writeDirectly=True)
 
 
 @pytest_twisted.ensureDeferred

@@ -7,6 +7,7 @@ import pytest_twisted
 from twisted.internet import endpoints
 from twisted.python import usage
 
+from tcplab.addresses import DEFAULT_BACKLOG, withBacklog
 from tcplab.echo import EchoFactory
 from tcplab.errors import CannotListen
 from tcplab.tap import echo as echoTap
@@ -91,3 +92,33 @@ async def test_real_port_of_tcp0_is_known() -> None:
     assert ports[0].getHost().port > 0  # type: ignore[attr-defined]
     await service.stopService()
     assert service.ports == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_listen_backlog_defaults_to_1024_and_can_be_set() -> None:
+    """A burst of connecting clients fits the backlog; backlog= in the description wins."""
+    service = ListeningService(
+        "tcplab-echo",
+        ["tcp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.1:backlog=7"],
+        EchoFactory(),
+        reactor(),
+    )
+    service.startService()
+    ports = await service.listening
+    assert [port.backlog for port in ports] == [DEFAULT_BACKLOG, 7]  # type: ignore[attr-defined]
+    await service.stopService()
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        ("tcp:8007", "tcp:8007:backlog=1024"),
+        ("tcp6:8007:interface=\\:\\:1", "tcp6:8007:interface=\\:\\:1:backlog=1024"),
+        ("unix:/tmp/s:backlog=3", "unix:/tmp/s:backlog=3"),
+        ("ssl:443:privateKey=k.pem", "ssl:443:privateKey=k.pem:backlog=1024"),
+        ("systemd:domain=INET:index=0", "systemd:domain=INET:index=0"),
+    ],
+)
+def test_with_backlog(description: str, expected: str) -> None:
+    """Only endpoint types that take a backlog get one, and only when unset."""
+    assert withBacklog(description) == expected

@@ -26,6 +26,7 @@ from tcplab.chat.flood import TokenBucket
 from tcplab.chat.hub import ChatError, ChatHub, Room
 from tcplab.lines import LineProtocol
 from tcplab.metrics import Metrics
+from tcplab.sending import FlushQueue
 
 MAX_LINE = 512
 """Longest accepted line in bytes, without its line end (as IRC)."""
@@ -82,7 +83,8 @@ class ChatProtocol(LineProtocol):
         )
         self.dropped = 0
         self.pending = 0
-        self.deliver = self.transport.write
+        self.outbox: list[bytes] = []
+        self.send = self.transport.write
         # The transport pauses us when its buffer is full: that is how a
         # client that stopped reading is noticed (see pauseProducing).
         self.transport.registerProducer(self, True)
@@ -100,22 +102,43 @@ class ChatProtocol(LineProtocol):
             self.joinCall.cancel()
         self.factory.hub.join(self, self.factory.hub.defaultRoom, withHistory)
 
+    # Output: batched per reactor iteration.
+
+    def deliver(self, data: bytes) -> None:
+        """
+        Send C{data} to this client, together with everything else it is
+        sent during this reactor iteration (see L{tcplab.sending.FlushQueue}):
+        a busy room costs one write per client per iteration, not per line.
+        """
+        outbox = self.outbox
+        outbox.append(data)
+        if len(outbox) == 1:
+            self.factory.flushQueue.schedule(self.flush)
+
+    def flush(self) -> None:
+        """Send what L{deliver} gathered."""
+        outbox = self.outbox
+        if outbox:
+            data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+            outbox.clear()
+            self.send(data)
+
     # Slow consumers: the transport tells us when its buffer is full.
 
     def pauseProducing(self) -> None:
         """The client is not reading: count what queues up from now on."""
-        self.deliver = self._deliverWhilePaused
+        self.send = self._sendWhilePaused
 
     def resumeProducing(self) -> None:
         """The client caught up."""
         self.pending = 0
-        self.deliver = self.transport.write
+        self.send = self.transport.write
 
     def stopProducing(self) -> None:
         """The connection is going away."""
-        self.deliver = self._discard
+        self.send = self._discard
 
-    def _deliverWhilePaused(self, data: bytes) -> None:
+    def _sendWhilePaused(self, data: bytes) -> None:
         self.pending += len(data)
         if self.pending > self.factory.maxPending:
             self.log.warn(
@@ -124,7 +147,7 @@ class ChatProtocol(LineProtocol):
                 nick=self.nick,
                 pending=self.pending,
             )
-            self.deliver = self._discard
+            self.send = self._discard
             self.transport.abortConnection()
             return
         self.transport.write(data)
@@ -252,6 +275,7 @@ class ChatProtocol(LineProtocol):
         self.closing = True
         self.factory.hub.disconnect(self, reason)
         self.deliver(wire.notice("bye"))
+        self.flush()
         self.transport.unregisterProducer()
         self.transport.loseConnection()
 
@@ -264,6 +288,8 @@ class ChatProtocol(LineProtocol):
         """Announce a vanished client as gone and forget it everywhere."""
         if self.joinCall.active():
             self.joinCall.cancel()
+        self.outbox.clear()
+        self.send = self._discard
         if not self.closing:
             self.closing = True
             why = "connection lost" if reason is None else reason.getErrorMessage()
@@ -307,6 +333,7 @@ class ChatFactory(Factory):
         )
         self.joinDelay = joinDelay
         self.reactor = reactor
+        self.flushQueue = FlushQueue(reactor)
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """A new connection."""

@@ -74,7 +74,9 @@ def makeService(options: Options) -> IService:
         maxPending=options["max-pending"],
         authenticator=options.authenticator(),
     )
-    service = makeListeningService(SERVICE_NAME, options, observe(factory, SERVICE_NAME, options))
+    service = makeListeningService(
+        SERVICE_NAME, options, observe(factory, SERVICE_NAME, options, writeDirectly=True)
+    )
     if options["chat-log"]:
         ChatLogService(hub, options["chat-log"]).setServiceParent(service)
     return service

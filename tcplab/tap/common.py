@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from tcplab.addresses import describeAddress
+from tcplab.addresses import describeAddress, withBacklog
 from tcplab.auth import Authenticator
 from tcplab.errors import CannotListen
 from tcplab.metrics import metricsSite
@@ -166,8 +166,13 @@ def observe(
     serviceName: str,
     options: ServiceOptions,
     refusal: Callable[[str], bytes] | None = None,
+    readSize: int | None = None,
+    writeDirectly: bool = False,
 ) -> ConnectionObserver:
-    """Wrap C{factory} with the logging, trace and limits the options ask for."""
+    """
+    Wrap C{factory} with the logging, trace and limits the options ask
+    for, and the service's own I/O tuning (see L{ConnectionObserver}).
+    """
     return ConnectionObserver(
         factory,
         serviceName,
@@ -178,6 +183,8 @@ def observe(
         refusal=refusal,
         idleTimeout=options["idle-timeout"],
         messageTimeout=options["message-timeout"],
+        readSize=readSize,
+        writeDirectly=writeDirectly,
     )
 
 
@@ -224,7 +231,7 @@ class ListeningService(MultiService):
         self.endpoints: list[tuple[str, IStreamServerEndpoint]] = []
         for description in descriptions:
             try:
-                endpoint = serverFromString(reactor, description)
+                endpoint = serverFromString(reactor, withBacklog(description))
             except Exception as e:
                 raise CannotListen(f"bad --listen {description!r}: {describeError(e)}") from None
             self.endpoints.append((description, endpoint))

@@ -17,6 +17,7 @@ from twisted.python import usage
 from tcplab.addresses import describeAddress
 from tcplab.echo import DEFAULT_ACK, DEFAULT_BANNER, MODES, EchoDatagramProtocol, EchoFactory
 from tcplab.errors import CannotListen
+from tcplab.sending import BULK_READ_SIZE
 from tcplab.tap.common import (
     ServiceOptions,
     describeError,
@@ -119,7 +120,11 @@ def makeService(options: Options) -> IService:
     """The echo service (and its UDP twin, if asked for) for twistd."""
     ack = options["ack-text"].encode()
     factory = EchoFactory(options["mode"], ack=ack, banner=options["banner"].encode())
-    service = makeListeningService(SERVICE_NAME, options, observe(factory, SERVICE_NAME, options))
+    service = makeListeningService(
+        SERVICE_NAME,
+        options,
+        observe(factory, SERVICE_NAME, options, readSize=BULK_READ_SIZE, writeDirectly=True),
+    )
     if options["udp"] is not None:
         host, port = options["udp"]
         udp = DatagramEchoService(host, port, EchoDatagramProtocol(options["mode"], ack))

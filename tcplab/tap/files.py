@@ -12,6 +12,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from tcplab.files import FileServerFactory
+from tcplab.sending import BULK_READ_SIZE
 from tcplab.tap.common import AuthServiceOptions, makeListeningService, observe
 
 SERVICE_NAME = "tcplab-files"
@@ -69,4 +70,8 @@ def makeService(options: Options) -> IService:
         authenticator=options.authenticator(),
         anonymousReads=not options["no-anonymous"],
     )
-    return makeListeningService(SERVICE_NAME, options, observe(factory, SERVICE_NAME, options))
+    return makeListeningService(
+        SERVICE_NAME,
+        options,
+        observe(factory, SERVICE_NAME, options, readSize=BULK_READ_SIZE, writeDirectly=True),
+    )

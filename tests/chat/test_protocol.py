@@ -25,6 +25,7 @@ class Client:
         self.protocol.dataReceived("".join(f"{line}\n" for line in lines).encode())
 
     def lines(self) -> list[str]:
+        self.protocol.factory.reactor.advance(0)  # the end of the reactor iteration
         data = self.transport.value().decode()
         self.transport.clear()
         return data.split("\r\n")[:-1]
@@ -104,9 +105,11 @@ def test_slow_consumer_cut_past_bound() -> None:
     sleeper.protocol.pauseProducing()  # what the transport does when its buffer is full
     for n in range(30):
         talker.send(f"message number {n} " + "x" * 20)
+        clock.advance(0)  # each line in its own reactor iteration
     assert sleeper.transport.disconnected, "aborted, not left to grow"
     queued = len(sleeper.transport.value())
     talker.send("after the cut")
+    clock.advance(0)
     assert len(sleeper.transport.value()) == queued, "nothing more is queued for it"
     assert not talker.transport.disconnecting
 
