@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableProtocol,
@@ -43,7 +44,7 @@ from zope.interface import alsoProvides, implementer
 
 from tcplab.addresses import describeAddress
 from tcplab.metrics import Metrics, Sample
-from tcplab.sending import Writer, directWriter, setNoDelay, setReadSize
+from tcplab.sending import canWriteDirectly, setNoDelay, setReadSize, writeDirectly
 from tcplab.trace import RECEIVED, SENT, WireTracer
 
 
@@ -99,20 +100,43 @@ class ObservedProtocol(ProtocolWrapper):
         """Since when the protocol has held the same unfinished message."""
         self.partialMarker: object | None = None
         """The protocol's marker for that message (see messageInProgress)."""
-        self.closed: defer.Deferred[None] = defer.Deferred()
+
+    # The two Deferreds are made on demand: most connections never need
+    # them, and an idle connection should cost as little memory as it can.
+    _closed: defer.Deferred[None] | None = None
+    _handshakeDone: defer.Deferred[None] | None = None
+    lostReason: Failure | None = None
+    handshakeSucceeded = False
+
+    @property
+    def closed(self) -> defer.Deferred[None]:
         """Fires once the connection is gone."""
-        self.handshakeDone: defer.Deferred[None] = defer.Deferred()
-        """On TLS: fires when the handshake succeeds, fails if the connection
-        is lost first (a failed verification, say)."""
+        if self._closed is None:
+            self._closed = defer.Deferred()
+            if self.lostReason is not None:
+                self._closed.callback(None)
+        return self._closed
+
+    @property
+    def handshakeDone(self) -> defer.Deferred[None]:
+        """
+        On TLS: fires when the handshake succeeds, fails if the connection
+        is lost first (a failed verification, say).
+        """
+        if self._handshakeDone is None:
+            self._handshakeDone = defer.Deferred()
+            if self.handshakeSucceeded:
+                self._handshakeDone.callback(None)
+            elif self.lostReason is not None:
+                self._handshakeDone.errback(self.lostReason)
+        return self._handshakeDone
 
     def makeConnection(self, transport: Any) -> None:
         """
         Record the peer, start the trace, pick the fastest way to send (see
         L{tcplab.sending}), then connect the wrapped protocol.
         """
-        self.send: Writer = (
-            directWriter(transport) if self.factory.writeDirectly else transport.write
-        )
+        self.direct = self.factory.writeDirectly and canWriteDirectly(transport)
         setNoDelay(transport)
         if self.factory.readSize:
             setReadSize(transport, self.factory.readSize)
@@ -136,7 +160,10 @@ class ObservedProtocol(ProtocolWrapper):
         self.bytesOut += len(data)
         if self.tracer is not None:
             self.tracer.chunk(SENT, data)
-        self.send(data)
+        if self.direct:
+            writeDirectly(self.transport, data)
+        else:
+            self.transport.write(data)
 
     def writeSequence(self, data: Any) -> None:
         """Count (and trace) a sequence of writes, sent as one."""
@@ -154,8 +181,9 @@ class ObservedProtocol(ProtocolWrapper):
         listener = IHandshakeListener(self.wrappedProtocol, None)
         if listener is not None:
             listener.handshakeCompleted()
-        if not self.handshakeDone.called:
-            self.handshakeDone.callback(None)
+        self.handshakeSucceeded = True
+        if self._handshakeDone is not None and not self._handshakeDone.called:
+            self._handshakeDone.callback(None)
 
     def readConnectionLost(self) -> None:
         """The peer will send no more: tell the protocol, or finish up for it."""
@@ -189,11 +217,13 @@ class ObservedProtocol(ProtocolWrapper):
         )
         if self.tracer is not None:
             self.tracer.event(f"connection closed ({why})")
+        self.lostReason = reason if reason is not None else Failure(ConnectionDone())
         super().connectionLost(reason)
-        if not self.handshakeDone.called:
-            self.handshakeDone.errback(reason)
-            self.handshakeDone.addErrback(lambda _: None)
-        self.closed.callback(None)
+        if self._handshakeDone is not None and not self._handshakeDone.called:
+            self._handshakeDone.errback(self.lostReason)
+            self._handshakeDone.addErrback(lambda _: None)
+        if self._closed is not None:
+            self._closed.callback(None)
 
     def disconnectBecause(self, reason: str) -> None:
         """
@@ -211,7 +241,7 @@ class ObservedProtocol(ProtocolWrapper):
         self.factory.reactor.callLater(ABORT_GRACE, self._abortIfStillOpen)
 
     def _abortIfStillOpen(self) -> None:
-        if not self.closed.called:
+        if self.lostReason is None:
             self.transport.abortConnection()
 
     def checkTimeouts(self, now: float) -> None:
@@ -262,7 +292,7 @@ class ConnectionObserver(WrappingFactory):
     @ivar metrics: the service's metrics registry; connection and byte
         figures are added here, services add their own.
     @ivar writeDirectly: send each write at once when nothing is queued
-        (L{tcplab.sending.directWriter}): right for a protocol that answers
+        (L{tcplab.sending.writeDirectly}): right for a protocol that answers
         each read with one write (echo, file chunks), or that gathers its
         small writes itself (chat, with L{tcplab.sending.FlushQueue}); a
         protocol making many small writes is better off without it, letting
@@ -383,7 +413,7 @@ class ConnectionObserver(WrappingFactory):
 
         def cutOff() -> None:
             for connection in connections:
-                if not connection.closed.called:
+                if connection.lostReason is None:
                     connection.transport.abortConnection()
 
         deadline = self.reactor.callLater(timeout, cutOff)

@@ -8,7 +8,7 @@ C{epoll_ctl}).  For a server that answers each read with a write — echo, a
 chat fan-out writing one line to a thousand peers — that detour costs more
 than the work itself.  asyncio avoids it by trying C{send()} at once.
 
-L{directWriter} does the same for a plain TCP (or UNIX) transport: when the
+L{writeDirectly} does the same for a plain TCP (or UNIX) transport: when the
 transport has nothing queued, the data goes straight to the socket, and
 whatever the kernel does not take is handed to C{transport.write()}, so the
 transport's own buffering, backpressure (C{pauseProducing} when full) and
@@ -25,57 +25,49 @@ iteration that queued them.
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import tcp
 from twisted.logger import Logger
 
-Writer = Callable[[bytes], None]
-"""Something that sends bytes the way C{ITransport.write} does."""
-
 _QUEUE_STATE = ("_tempDataBuffer", "dataBuffer", "offset", "_writeDisconnected")
 """The transport attributes the fast path reads to know nothing is queued."""
 
 
-def directWriter(transport: Any) -> Writer:
+def canWriteDirectly(transport: Any) -> bool:
+    """Whether L{writeDirectly} can take the fast path on C{transport}."""
+    return isinstance(transport, tcp.Connection) and all(
+        hasattr(transport, name) for name in _QUEUE_STATE
+    )
+
+
+def writeDirectly(transport: Any, data: bytes) -> None:
     """
-    A write function for C{transport}: straight to the socket when its
-    queue is empty, otherwise (or for anything but plain TCP) through
+    Write C{data} to C{transport} (one that L{canWriteDirectly}): straight
+    to the socket when its queue is empty, the rest through
     C{transport.write}.
     """
-    if not isinstance(transport, tcp.Connection) or not all(
-        hasattr(transport, name) for name in _QUEUE_STATE
+    if (
+        transport._tempDataBuffer
+        or transport.offset != len(transport.dataBuffer)
+        or transport.disconnecting
+        or transport._writeDisconnected
+        or not transport.connected
     ):
-        write: Writer = transport.write
-        return write
-    sock: socket.socket = transport.socket
-    queuedWrite: Writer = transport.write
-
-    def writeDirectly(data: bytes) -> None:
-        if (
-            transport._tempDataBuffer
-            or transport.offset != len(transport.dataBuffer)
-            or transport.disconnecting
-            or transport._writeDisconnected
-            or not transport.connected
-        ):
-            queuedWrite(data)
-            return
-        try:
-            sent = sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            # A reset or broken pipe: let the transport's own write path
-            # meet the error and close the connection the usual way.
-            queuedWrite(data)
-            return
-        if sent < len(data):
-            queuedWrite(data[sent:])
-
-    return writeDirectly
+        transport.write(data)
+        return
+    try:
+        sent = transport.socket.send(data)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        # A reset or broken pipe: let the transport's own write path meet
+        # the error and close the connection the usual way.
+        transport.write(data)
+        return
+    if sent < len(data):
+        transport.write(data[sent:])
 
 
 BULK_READ_SIZE = 256 * 1024

@@ -13,6 +13,8 @@ class TokenBucket:
     without pause runs dry and is told how long to wait.
     """
 
+    __slots__ = ("burst", "clock", "rate", "tokens", "updated")  # one per connection
+
     def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
         self.rate = rate
         self.burst = burst

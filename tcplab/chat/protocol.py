@@ -70,6 +70,7 @@ class ChatProtocol(LineProtocol):
     nick = ""
     room: Room | None = None
     joined = False
+    joinCall: Any = None
     closing = False
 
     def connectionMade(self) -> None:
@@ -95,11 +96,12 @@ class ChatProtocol(LineProtocol):
 
     def joinDefault(self, withHistory: bool) -> None:
         """Join the default room (once)."""
+        if self.joinCall is not None and self.joinCall.active():
+            self.joinCall.cancel()
+        self.joinCall = None
         if self.joined or self.closing:
             return
         self.joined = True
-        if self.joinCall.active():
-            self.joinCall.cancel()
         self.factory.hub.join(self, self.factory.hub.defaultRoom, withHistory)
 
     # Output: batched per reactor iteration.
@@ -286,8 +288,9 @@ class ChatProtocol(LineProtocol):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """Announce a vanished client as gone and forget it everywhere."""
-        if self.joinCall.active():
+        if self.joinCall is not None and self.joinCall.active():
             self.joinCall.cancel()
+        self.joinCall = None
         self.outbox.clear()
         self.send = self._discard
         if not self.closing:

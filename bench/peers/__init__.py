@@ -1,0 +1,1 @@
+"""Peer servers the benchmarks compare tcplab with (standard library only)."""
