@@ -228,7 +228,7 @@ def measureFiles(serverName: str, spec: Any, configName: str, config: Any, logDi
         started = time.monotonic()
         _, clientRss, _ = runClient(fill(clientCommand, port=port, **values), timeout=600)
         if waitForServer:  # a raw receiver is done when it exits, not when the sender does
-            server.process.wait(timeout=600)
+            server.wait(timeout=600)
         elapsed = time.monotonic() - started
     finally:
         serverRss = server.stop()

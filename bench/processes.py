@@ -87,6 +87,38 @@ def rssKiB(pid: int, field: str = "VmRSS") -> int:
     raise BenchError(f"no {field} for process {pid}")
 
 
+class PeakWatcher:
+    """
+    Follow a process's peak RSS (C{VmHWM}, reset by C{exec}) until it exits.
+
+    The rusage of a reaped child would include the Python image it was
+    forked from; reading C{/proc} every few milliseconds does not.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peakKiB = 0
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+
+    def _follow(self) -> None:
+        while True:
+            try:
+                peak = rssKiB(self.pid, "VmHWM")
+            except (OSError, BenchError):  # gone, or a zombie (no memory left)
+                return
+            # VmHWM only grows, but restarts at each exec (taskset, then the
+            # program): the last reading belongs to the final program.
+            self.peakKiB = peak
+            time.sleep(self.interval)
+
+    def result(self) -> int:
+        """The peak in KiB, once the process has exited."""
+        self.thread.join(timeout=5)
+        return self.peakKiB
+
+
 @dataclass
 class Server:
     """A server under test, started pinned to the server CPU."""
@@ -95,6 +127,8 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    watcher: PeakWatcher
+    reaped: bool = False
 
     @classmethod
     def start(cls, name: str, command: Sequence[str], port: int, logDir: Path) -> Server:
@@ -110,7 +144,7 @@ class Server:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        server = cls(name, process, port, log)
+        server = cls(name, process, port, log, PeakWatcher(process.pid))
         deadline = time.monotonic() + 30
         while not isListening(port):
             if process.poll() is not None:
@@ -126,21 +160,36 @@ class Server:
         """The server's process id."""
         return self.process.pid
 
+    def wait(self, timeout: float) -> int:
+        """Wait for the server to exit by itself; return its peak RSS in KiB."""
+        deadline = time.monotonic() + timeout
+        while not self._reaped():
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.name} did not finish within {timeout:g} s")
+            time.sleep(0.005)
+        return self.watcher.result()
+
     def stop(self) -> int:
         """Stop the server (SIGTERM, then SIGKILL after 10 s); return its peak RSS in KiB."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while True:
-            pid, _, usage = os.wait4(self.process.pid, os.WNOHANG)
-            if pid:
-                self.process.returncode = 0
-                break
-            if time.monotonic() > deadline:
-                self.process.kill()
-                deadline = float("inf")
-            time.sleep(0.02)
-        return int(usage.ru_maxrss)
+        if not self._reaped():
+            # os.kill, not Popen.send_signal: that polls, and so reaps, first.
+            os.kill(self.process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while not self._reaped():
+                if time.monotonic() > deadline:
+                    os.kill(self.process.pid, signal.SIGKILL)
+                    deadline = float("inf")
+                time.sleep(0.02)
+        return self.watcher.result()
+
+    def _reaped(self) -> bool:
+        if not self.reaped:
+            pid, status, _ = os.wait4(self.process.pid, os.WNOHANG)
+            if not pid:
+                return False
+            self.process.returncode = os.waitstatus_to_exitcode(status)
+            self.reaped = True
+        return True
 
 
 def runClient(command: Sequence[str], timeout: float) -> tuple[float, int, str]:
@@ -154,9 +203,10 @@ def runClient(command: Sequence[str], timeout: float) -> tuple[float, int, str]:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         process = subprocess.Popen(pinned(CLIENT_CPU, command), stdout=out, stderr=err)
-        watchdog = threading.Timer(timeout, process.kill)
+        watcher = PeakWatcher(process.pid)
+        watchdog = threading.Timer(timeout, os.kill, (process.pid, signal.SIGKILL))
         watchdog.start()
-        _, status, usage = os.wait4(process.pid, 0)
+        _, status, _ = os.wait4(process.pid, 0)
         elapsed = time.monotonic() - started
         watchdog.cancel()
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -169,4 +219,4 @@ def runClient(command: Sequence[str], timeout: float) -> tuple[float, int, str]:
         if elapsed >= timeout:
             last = [f"killed after {timeout:g} s"]
         raise BenchError(f"{Path(command[0]).name} exited {process.returncode}: {last[0]}")
-    return elapsed, int(usage.ru_maxrss), stdout
+    return elapsed, watcher.result(), stdout

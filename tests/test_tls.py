@@ -76,3 +76,64 @@ def test_tls_and_plain_side_by_side(certificates: dict[str, Path]) -> None:
             "echo", f"localhost:{tlsPort}", "--cafile", str(certificates["ca"]), "tls"
         )
         assert secure.stdout == b"tls\n", secure.stderr
+
+
+def tlsSocket(certificates: dict[str, Path], port: int) -> ssl.SSLSocket:
+    """A stdlib TLS client socket to 127.0.0.1:port, verifying the server as localhost."""
+    context = ssl.create_default_context(cafile=str(certificates["ca"]))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return context.wrap_socket(raw, server_hostname="localhost")
+
+
+def readUntil(sock: ssl.SSLSocket, marker: bytes) -> bytes:
+    """Read from C{sock} until C{marker} has arrived (or fail on close/timeout)."""
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed before {marker!r}; got {data!r}"
+        data += chunk
+    return data
+
+
+def test_chat_over_tls(certificates: dict[str, Path]) -> None:
+    """tcplab-chat on ssl:: a piped tcplab chat --cafile and a stdlib TLS client talk."""
+    with (
+        ServerProcess("tcplab-chat", ["--listen", tlsListen(certificates)]) as server,
+        tlsSocket(certificates, server.port) as listener,
+    ):
+        listener.sendall(b"/nick carol\r\n")
+        readUntil(listener, b"is now known as carol")
+        result = runTcplab(
+            "chat",
+            f"localhost:{server.port}",
+            "--cafile",
+            str(certificates["ca"]),
+            "--nick",
+            "bob",
+            input=b"hello over tls\n/quit\n",
+        )
+        assert result.returncode == 0, result.stderr
+        assert b"<bob> hello over tls" in readUntil(listener, b"<bob> hello over tls")
+        listener.sendall(b"/quit\r\n")
+
+
+def test_file_put_and_get_over_tls(certificates: dict[str, Path], tmp_path: Path) -> None:
+    """tcplab-files on ssl:: put then get through tcplab --cafile, bytes and hash intact."""
+    root = tmp_path / "root"
+    root.mkdir()
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    local = tmp_path / "upload.bin"
+    local.write_bytes(payload)
+    ca = str(certificates["ca"])
+    with ServerProcess(
+        "tcplab-files",
+        ["--listen", tlsListen(certificates), "--root", str(root), "--writable"],
+    ) as server:
+        address = f"localhost:{server.port}"
+        put = runTcplab("put", address, str(local), "--cafile", ca, "--quiet")
+        assert put.returncode == 0, put.stderr
+        assert (root / "upload.bin").read_bytes() == payload
+        copy = tmp_path / "copy.bin"
+        got = runTcplab("get", address, "upload.bin", "-o", str(copy), "--cafile", ca, "--quiet")
+        assert got.returncode == 0, got.stderr
+        assert copy.read_bytes() == payload

@@ -84,18 +84,33 @@ class FileServerProtocol(Int32StringReceiver):
     # Requests
 
     def handleRequest(self, request: wire.Request) -> None:
-        """Check policy, then carry out one request."""
-        factory = self.factory
+        """Carry out one request; a refused transfer is counted by outcome."""
         if request.op == "login":
             self.login(request)
             return
+        try:
+            self.checkPermission(request)
+            self.carryOut(request)
+        except wire.ProtocolError:
+            if request.op in ("get", "put", "delete"):
+                self.factory.metrics.increment(
+                    "tcplab_file_transfers_total", op=request.op, outcome="refused"
+                )
+            raise
+
+    def checkPermission(self, request: wire.Request) -> None:
+        """Refuse what this user may not do here (anonymous writes, read-only)."""
+        factory = self.factory
         writes = request.op in ("put", "delete")
         anonymous = factory.authenticator.enabled and self.user is None
         if anonymous and (writes or not factory.anonymousReads):
             raise wire.ProtocolError(wire.AUTH_REQUIRED, f"log in to {request.op}")
         if writes and not factory.writable:
             raise wire.ProtocolError(wire.NOT_ALLOWED, "this server is read-only")
-        root = factory.root
+
+    def carryOut(self, request: wire.Request) -> None:
+        """Carry out one permitted request (a refusal raises L{wire.ProtocolError})."""
+        root = self.factory.root
         if request.op == "list":
             path = root.existing(request.path)
             if not path.isdir():
@@ -269,10 +284,6 @@ class FileServerProtocol(Int32StringReceiver):
                 self.transfer.get("started"),
             )
             close = True
-        if error.code == wire.CHECKSUM_MISMATCH:
-            self.factory.metrics.increment(
-                "tcplab_file_transfers_total", op="put", outcome=error.code
-            )
         if close:
             self.transport.loseConnection()
 

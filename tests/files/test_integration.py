@@ -287,3 +287,22 @@ async def test_logins(loopback: Loopback, root: Path) -> None:
     with pytest.raises(RemoteError) as caught:
         await closed.list("")
     assert caught.value.code == "auth_required"
+
+
+@pytest_twisted.ensureDeferred
+async def test_readme_embedding_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's FileServerFactory + FileClient example runs as written."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = [block.split("```")[0] for block in readme.split("```python")[1:]]
+    example = next(block for block in blocks if "async def mirror" in block)
+    namespace: dict[str, Any] = {}
+    exec(example, namespace)
+    share = tmp_path / "share"
+    share.mkdir()
+    monkeypatch.chdir(tmp_path)
+    notes = os.urandom(300_000)
+    (tmp_path / "notes.txt").write_bytes(notes)
+    listing = await namespace["mirror"](reactor(), str(share))
+    assert (share / "notes.txt").read_bytes() == notes
+    assert (tmp_path / "notes-copy.txt").read_bytes() == notes
+    assert [entry["name"] for entry in listing] == ["notes.txt"]

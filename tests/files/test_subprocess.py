@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.files import socket_client
-from tests.support import ServerProcess, runTcplab
+from tests.support import METRICS_LISTENING, ServerProcess, metricValue, runTcplab, scrape
 
 pytestmark = pytest.mark.subprocess
 
@@ -154,3 +154,28 @@ def test_get_into_a_fifo_writes_through(
     assert bytes(received) == (root / "data.bin").read_bytes()
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     assert sorted(os.listdir(tmp_path)) == ["pipe", "root"], "no partial file left beside it"
+
+
+def test_metrics_count_transfers(tmp_path: Path) -> None:
+    """--metrics: a get and a refused put show up as transfers by outcome, with their bytes."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "data.bin").write_bytes(os.urandom(200_000))
+    local = tmp_path / "up.bin"
+    local.write_bytes(b"x" * 10)
+    with ServerProcess(
+        "tcplab-files", ["--root", str(root), "--metrics", "tcp:0:interface=127.0.0.1"]
+    ) as server:
+        metricsPort = int(server.waitForLine(METRICS_LISTENING).group(1))
+        address = f"127.0.0.1:{server.port}"
+        got = runTcplab("get", address, "data.bin", "-o", str(tmp_path / "copy"), "--quiet")
+        assert got.returncode == 0, got.stderr
+        refused = runTcplab("put", address, str(local), "--quiet")
+        assert refused.returncode == 5, refused.stderr  # read-only: not allowed
+        text = scrape(metricsPort)
+    service = 'service="tcplab-files"'
+    transfers = "tcplab_file_transfers_total"
+    assert metricValue(text, f'{transfers}{{op="get",outcome="ok",{service}}}') == 1
+    assert metricValue(text, f'{transfers}{{op="put",outcome="refused",{service}}}') == 1
+    assert metricValue(text, f'tcplab_file_transfer_bytes_total{{op="get",{service}}}') == 200_000
+    assert metricValue(text, "tcplab_connections_total") == 2
