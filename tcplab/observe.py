@@ -294,7 +294,7 @@ class ConnectionObserver(WrappingFactory):
     @ivar writeDirectly: send each write at once when nothing is queued
         (L{tcplab.sending.writeDirectly}): right for a protocol that answers
         each read with one write (echo, file chunks), or that gathers its
-        small writes itself (chat, with L{tcplab.sending.FlushQueue}); a
+        small writes itself (chat, with L{tcplab.sending.BatchedWriter}); a
         protocol making many small writes is better off without it, letting
         Twisted gather them into one send per reactor iteration.
     @ivar readSize: read up to this many bytes at a time (and queue up to

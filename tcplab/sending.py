@@ -18,14 +18,13 @@ in-memory transports of tests) simply gets C{transport.write}.
 Sending at once suits a protocol that answers each read with one write.  A
 fan-out — one chat line to a thousand clients, several lines per reactor
 iteration — wants the opposite: gather each client's lines and send them
-together.  L{FlushQueue} runs such flushes once, right after the reactor
-iteration that queued them.
+together, and send a line heard by many as one buffer shared by all:
+L{WriteBatch} and L{BatchedWriter}.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import tcp
@@ -103,37 +102,131 @@ def setNoDelay(transport: Any) -> None:
         setTcpNoDelay(True)
 
 
-class FlushQueue:
+class WriteBatch:
     """
-    Run flush functions once each, right after the current reactor
-    iteration (one C{callLater(0)} for all of them), in the order they were
-    scheduled.
+    The output of many connections for one reactor iteration, sent after
+    it as one write per connection (see L{BatchedWriter}).
 
-    A protocol that receives many small writes during one iteration buffers
-    them, schedules its flush with the first, and sends them all as one
-    write: one system call instead of one per message, and no C{epoll_ctl}
-    when the socket takes it all.
+    A chat room's broadcast hands the same line to every member.  Keeping a
+    list per member would cost memory in proportion to members times lines
+    while the iteration runs, and joining each member's lines a copy per
+    member.  Instead every line delivered during the iteration is appended
+    once to L{lines}, and a member whose pending output is a contiguous run
+    of it records just where the run starts and ends.  Members with the
+    same run -- everyone who heard the same broadcasts -- share one joined
+    buffer.  A member whose output is not such a run (it was left out of a
+    broadcast, or heard something only it was sent) keeps its own list.
     """
 
     log = Logger()
 
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
-        self.due: list[Callable[[], None]] = []
+        self.lines: list[bytes] = []
+        """Everything delivered during this iteration, each line once."""
+        self.due: list[BatchedWriter] = []
+        """The writers with output to send after this iteration."""
         self.call: Any = None
 
-    def schedule(self, flush: Callable[[], None]) -> None:
-        """Call C{flush} after this iteration (schedule it once per batch)."""
-        self.due.append(flush)
+    def add(self, data: bytes) -> int:
+        """Record C{data} (once, if delivered to several in a row); its index."""
+        lines = self.lines
+        if not lines or lines[-1] is not data:
+            lines.append(data)
+        return len(lines) - 1
+
+    def schedule(self, writer: BatchedWriter) -> None:
+        """Have C{writer} send its output after this iteration."""
+        self.due.append(writer)
         if self.call is None:
             self.call = self.reactor.callLater(0, self.run)
 
     def run(self) -> None:
-        """Call everything due; one failing flush does not stop the others."""
+        """
+        Send every due writer its output.  All of it is taken first, so
+        anything delivered while sending (a disconnect's notice, say) goes
+        to the next batch, not into this one's bookkeeping.
+        """
         self.call = None
         due, self.due = self.due, []
-        for flush in due:
-            try:
-                flush()
-            except Exception:
-                self.log.failure("flushing output failed")
+        lines, self.lines = self.lines, []
+        shared: dict[tuple[int, int], bytes] = {}
+        outgoing = [(writer, writer.takeOutput(lines, shared)) for writer in due]
+        for writer, data in outgoing:
+            if data:
+                try:
+                    writer.send(data)
+                except Exception:
+                    self.log.failure("sending batched output failed")
+
+
+class BatchedWriter:
+    """
+    Mixin for a protocol that delivers many small writes per reactor
+    iteration (a chat fan-out): L{deliver} gathers them in the shared
+    L{WriteBatch}, and after the iteration each connection gets one
+    L{send} -- one system call instead of one per line.
+
+    An idle connection pays nothing: the state below lives on the class
+    until a delivery sets it.
+    """
+
+    writeBatch: WriteBatch
+    _runStart = -1
+    """Where this writer's pending run starts in the batch's lines (or -1)."""
+    _runEnd = -1
+    """Where it ends (exclusive)."""
+    _ownOutput: list[bytes] | None = None
+    """Pending output that is not a single run of the batch's lines."""
+
+    def send(self, data: bytes) -> None:
+        """Write C{data} out now (the protocol says how)."""
+        raise NotImplementedError
+
+    def deliver(self, data: bytes) -> None:
+        """Send C{data} after this reactor iteration, with everything else due then."""
+        own = self._ownOutput
+        if own is not None:
+            own.append(data)
+            return
+        batch = self.writeBatch
+        index = batch.add(data)
+        if self._runStart < 0:
+            self._runStart, self._runEnd = index, index + 1
+            batch.schedule(self)
+        elif self._runEnd == index:
+            self._runEnd = index + 1
+        else:
+            self._ownOutput = [*batch.lines[self._runStart : self._runEnd], data]
+            self._runStart = self._runEnd = -1
+
+    def takeOutput(self, lines: list[bytes], shared: dict[tuple[int, int], bytes]) -> bytes:
+        """
+        Take this writer's pending output as one buffer (b"" if none);
+        C{shared} holds the runs already joined for other writers.
+        """
+        own = self._ownOutput
+        if own is not None:
+            self._ownOutput = None
+            return b"".join(own)
+        run = (self._runStart, self._runEnd)
+        if run[0] < 0:
+            return b""
+        self._runStart = self._runEnd = -1
+        if run[1] - run[0] == 1:
+            return lines[run[0]]
+        data = shared.get(run)
+        if data is None:
+            data = shared[run] = b"".join(lines[run[0] : run[1]])
+        return data
+
+    def flushNow(self) -> None:
+        """Send the pending output at once (before closing, say)."""
+        data = self.takeOutput(self.writeBatch.lines, {})
+        if data:
+            self.send(data)
+
+    def discardOutput(self) -> None:
+        """Forget the pending output (the connection is gone)."""
+        self._ownOutput = None
+        self._runStart = self._runEnd = -1

@@ -1,4 +1,4 @@
-"""Tests for L{tcplab.sending}: the direct write path over real sockets."""
+"""Tests for L{tcplab.sending}: the direct write path over real sockets, and batching."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import socket
 from typing import Any
 
 import pytest_twisted
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from tcplab.observe import ConnectionObserver
-from tcplab.sending import canWriteDirectly
+from tcplab.sending import BatchedWriter, WriteBatch, canWriteDirectly
 from tests.support import Loopback, waitUntil
 
 
@@ -90,3 +93,69 @@ async def test_write_to_a_reset_peer_closes_quietly(loopback: Loopback) -> None:
 def test_other_transports_use_their_own_write() -> None:
     """Anything but a TCP connection (here an in-memory one) is written to as usual."""
     assert not canWriteDirectly(StringTransport())
+
+
+class RecordingWriter(BatchedWriter):
+    """A batched writer that records each send."""
+
+    def __init__(self, batch: WriteBatch) -> None:
+        self.writeBatch = batch
+        self.sends: list[bytes] = []
+        self.delivered: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sends.append(data)
+
+    def deliverRecorded(self, data: bytes) -> None:
+        self.delivered.append(data)
+        self.deliver(data)
+
+
+def test_batch_one_shared_send_per_writer_per_iteration() -> None:
+    """Writers that heard the same lines get one send each, of one shared buffer."""
+    clock = Clock()
+    batch = WriteBatch(clock)
+    writers = [RecordingWriter(batch) for _ in range(3)]
+    for line in (b"a\r\n", b"b\r\n"):
+        for writer in writers:
+            writer.deliver(line)
+    assert all(writer.sends == [] for writer in writers)
+    clock.advance(0)
+    assert [writer.sends for writer in writers] == [[b"a\r\nb\r\n"]] * 3
+    assert writers[0].sends[0] is writers[1].sends[0] is writers[2].sends[0]
+
+
+# One step: ("broadcast", excluded writer or -1) or ("direct", writer) or
+# ("flush", writer) or ("iteration", 0).
+steps = st.lists(
+    st.tuples(st.sampled_from(["broadcast", "direct", "flush", "iteration"]), st.integers(-1, 3)),
+    max_size=40,
+)
+
+
+@given(steps)
+def test_batch_delivers_everything_in_order(plan: list[tuple[str, int]]) -> None:
+    """
+    Whatever the mix of broadcasts (some leaving one writer out), lines
+    for one writer only, early flushes and iteration ends, each writer is
+    sent exactly what it was delivered, in order.
+    """
+    clock = Clock()
+    batch = WriteBatch(clock)
+    writers = [RecordingWriter(batch) for _ in range(4)]
+    for number, (action, who) in enumerate(plan):
+        line = b"%d\n" % number
+        if action == "broadcast":
+            for index, writer in enumerate(writers):
+                if index != who:
+                    writer.deliverRecorded(line)
+        elif action == "direct":
+            writers[who].deliverRecorded(line)
+        elif action == "flush":
+            writers[who].flushNow()
+        else:
+            clock.advance(0)
+    clock.advance(0)
+    for writer in writers:
+        assert b"".join(writer.sends) == b"".join(writer.delivered)
+        assert b"" not in writer.sends

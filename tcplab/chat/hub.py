@@ -28,6 +28,8 @@ from tcplab.chat import text as wire
 
 DEFAULT_ROOM = "#lobby"
 DEFAULT_HISTORY = 50
+DEFAULT_ANNOUNCE_LIMIT = 1000
+"""Rooms larger than this hear no join and leave notices (as Twitch chat does)."""
 
 
 class ChatError(Exception):
@@ -86,6 +88,12 @@ class ChatHub:
 
     @ivar historySize: how many messages a newcomer to a room is shown
         (0 disables history).
+    @ivar announceLimit: join and leave notices go to rooms of at most this
+        many members (0: to every room).  Each notice reaches everyone in
+        the room, so announcing every arrival costs the square of the room's
+        size: in a room of thousands, mostly idle, that is all the server
+        would do.  C{/who} still tells who is there, and observers still
+        see every join and leave.
     """
 
     def __init__(
@@ -93,8 +101,10 @@ class ChatHub:
         historySize: int = DEFAULT_HISTORY,
         defaultRoom: str = DEFAULT_ROOM,
         clock: Callable[[], float] = time.time,
+        announceLimit: int = DEFAULT_ANNOUNCE_LIMIT,
     ) -> None:
         self.historySize = historySize
+        self.announceLimit = announceLimit
         self.defaultRoom = defaultRoom
         self.clock = clock
         self.nicks: dict[str, ChatMember] = {}
@@ -108,11 +118,11 @@ class ChatHub:
         """Give a new participant a free guest nickname and return it."""
         while True:
             nick = f"guest{next(self._guestNumbers)}"
-            if nick.casefold() not in self.nicks:
+            if nick not in self.nicks:  # already folded
                 break
         member.nick = nick
         member.room = None
-        self.nicks[nick.casefold()] = member
+        self.nicks[nick] = member
         return nick
 
     def disconnect(self, member: ChatMember, reason: str) -> None:
@@ -137,7 +147,7 @@ class ChatHub:
         room = self._rooms.get(name)
         if room is None:
             room = self._rooms[name] = Room(name, self.historySize)
-        room.broadcast(wire.notice(f"{member.nick} joined {name}"))
+        self._announceArrivalOrDeparture(room, f"{member.nick} joined {name}")
         room.members[member] = None
         member.room = room
         self._emit("join", room, member.nick, "")
@@ -152,10 +162,15 @@ class ChatHub:
             return
         room.members.pop(member, None)
         member.room = None
-        room.broadcast(wire.notice(f"{member.nick} left {room.name} ({reason})"))
+        self._announceArrivalOrDeparture(room, f"{member.nick} left {room.name} ({reason})")
         self._emit("leave", room, member.nick, reason)
         if not room.members and not room.history and room.name != self.defaultRoom:
             del self._rooms[room.name]
+
+    def _announceArrivalOrDeparture(self, room: Room, text: str) -> None:
+        """Tell the room (not counting the one arriving or leaving), unless it is too big."""
+        if not self.announceLimit or len(room.members) < self.announceLimit:
+            room.broadcast(wire.notice(text))
 
     def rename(self, member: ChatMember, nick: str) -> None:
         """
@@ -172,7 +187,8 @@ class ChatHub:
         if old == nick:
             return
         del self.nicks[old.casefold()]
-        self.nicks[nick.casefold()] = member
+        key = nick.casefold()
+        self.nicks[nick if key == nick else key] = member  # one string when equal
         member.nick = nick
         if member.room is not None:
             member.room.broadcast(wire.notice(f"{old} is now known as {nick}"))

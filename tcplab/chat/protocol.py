@@ -26,7 +26,7 @@ from tcplab.chat.flood import TokenBucket
 from tcplab.chat.hub import ChatError, ChatHub, Room
 from tcplab.lines import LineProtocol
 from tcplab.metrics import Metrics
-from tcplab.sending import FlushQueue
+from tcplab.sending import BatchedWriter, WriteBatch
 
 MAX_LINE = 512
 """Longest accepted line in bytes, without its line end (as IRC)."""
@@ -58,7 +58,7 @@ HELP = [
 
 
 @implementer(IPushProducer)
-class ChatProtocol(LineProtocol):
+class ChatProtocol(BatchedWriter, LineProtocol):
     """
     One chat connection: a hub member speaking the line protocol of
     docs/chat.md.
@@ -73,23 +73,36 @@ class ChatProtocol(LineProtocol):
     joinCall: Any = None
     closing = False
 
+    # Per-connection state an idle connection does without: thousands of
+    # connected-but-quiet clients are the common case, so the defaults live
+    # on the class and an instance only gets its own when it needs one.
+    bucket: TokenBucket | None = None
+    """Flood control, made with the first line the client sends."""
+    dropped = 0
+    """Lines refused by flood control in a row."""
+    readerPaused = False
+    """The transport's buffer is full: the client is not reading."""
+    pending = 0
+    """Bytes queued since the client stopped reading."""
+    outputClosed = False
+    """The connection is going away: output is dropped."""
+
+    @property
+    def maxLineLength(self) -> int:  # type: ignore[override]
+        """The factory's line length limit."""
+        return self.factory.maxLine
+
+    @property
+    def peer(self) -> str:
+        """The client's address, for logs."""
+        return describeAddress(self.transport.getPeer())
+
     def connectionMade(self) -> None:
         """Greet, take a guest nickname, and join the default room shortly."""
         factory = self.factory
-        self.maxLineLength = factory.maxLine
-        self.bucket = (
-            TokenBucket(factory.floodRate, factory.floodBurst, factory.reactor.seconds)
-            if factory.floodRate
-            else None
-        )
-        self.dropped = 0
-        self.pending = 0
-        self.outbox: list[bytes] = []
-        self.send = self.transport.write
         # The transport pauses us when its buffer is full: that is how a
         # client that stopped reading is noticed (see pauseProducing).
         self.transport.registerProducer(self, True)
-        self.peer = describeAddress(self.transport.getPeer())
         nick = factory.hub.connect(self)
         self.deliver(wire.notice(f"Welcome to tcplab chat, {nick}. Type /help for commands."))
         self.joinCall = factory.reactor.callLater(factory.joinDelay, self.joinDefault, True)
@@ -104,58 +117,48 @@ class ChatProtocol(LineProtocol):
         self.joined = True
         self.factory.hub.join(self, self.factory.hub.defaultRoom, withHistory)
 
-    # Output: batched per reactor iteration.
+    # Output: batched per reactor iteration (see L{BatchedWriter.deliver}).
 
-    def deliver(self, data: bytes) -> None:
-        """
-        Send C{data} to this client, together with everything else it is
-        sent during this reactor iteration (see L{tcplab.sending.FlushQueue}):
-        a busy room costs one write per client per iteration, not per line.
-        """
-        outbox = self.outbox
-        outbox.append(data)
-        if len(outbox) == 1:
-            self.factory.flushQueue.schedule(self.flush)
+    @property
+    def writeBatch(self) -> WriteBatch:  # type: ignore[override]
+        """The factory's batch: a busy room costs one write per client per iteration."""
+        return self.factory.writeBatch
 
-    def flush(self) -> None:
-        """Send what L{deliver} gathered."""
-        outbox = self.outbox
-        if outbox:
-            data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
-            outbox.clear()
-            self.send(data)
+    def send(self, data: bytes) -> None:
+        """
+        Write C{data} now; while the client is not reading, count it, and
+        disconnect the client once more than C{maxPending} bytes wait.
+        """
+        if self.outputClosed:
+            return
+        if self.readerPaused:
+            self.pending += len(data)
+            if self.pending > self.factory.maxPending:
+                self.log.warn(
+                    "{peer} ({nick}) is not reading: {pending} bytes queued, disconnecting",
+                    peer=self.peer,
+                    nick=self.nick,
+                    pending=self.pending,
+                )
+                self.outputClosed = True
+                self.transport.abortConnection()
+                return
+        self.transport.write(data)
 
     # Slow consumers: the transport tells us when its buffer is full.
 
     def pauseProducing(self) -> None:
         """The client is not reading: count what queues up from now on."""
-        self.send = self._sendWhilePaused
+        self.readerPaused = True
 
     def resumeProducing(self) -> None:
         """The client caught up."""
+        self.readerPaused = False
         self.pending = 0
-        self.send = self.transport.write
 
     def stopProducing(self) -> None:
         """The connection is going away."""
-        self.send = self._discard
-
-    def _sendWhilePaused(self, data: bytes) -> None:
-        self.pending += len(data)
-        if self.pending > self.factory.maxPending:
-            self.log.warn(
-                "{peer} ({nick}) is not reading: {pending} bytes queued, disconnecting",
-                peer=self.peer,
-                nick=self.nick,
-                pending=self.pending,
-            )
-            self.send = self._discard
-            self.transport.abortConnection()
-            return
-        self.transport.write(data)
-
-    def _discard(self, data: bytes) -> None:
-        pass
+        self.outputClosed = True
 
     # Input
 
@@ -169,7 +172,7 @@ class ChatProtocol(LineProtocol):
             self.joinDefault(True)
         if not text:
             return
-        if self.bucket is not None and not self.allowedByFloodControl():
+        if self.factory.floodRate and not self.allowedByFloodControl():
             return
         command = wire.parseCommand(text)
         try:
@@ -185,7 +188,11 @@ class ChatProtocol(LineProtocol):
 
     def allowedByFloodControl(self) -> bool:
         """Spend a token; warn, and eventually disconnect, a flooder."""
-        assert self.bucket is not None
+        if self.bucket is None:
+            factory = self.factory
+            self.bucket = TokenBucket(
+                factory.floodRate, factory.floodBurst, factory.reactor.seconds
+            )
         wait = self.bucket.take()
         if not wait:
             self.dropped = 0
@@ -277,7 +284,7 @@ class ChatProtocol(LineProtocol):
         self.closing = True
         self.factory.hub.disconnect(self, reason)
         self.deliver(wire.notice("bye"))
-        self.flush()
+        self.flushNow()
         self.transport.unregisterProducer()
         self.transport.loseConnection()
 
@@ -291,8 +298,8 @@ class ChatProtocol(LineProtocol):
         if self.joinCall is not None and self.joinCall.active():
             self.joinCall.cancel()
         self.joinCall = None
-        self.outbox.clear()
-        self.send = self._discard
+        self.discardOutput()
+        self.outputClosed = True
         if not self.closing:
             self.closing = True
             why = "connection lost" if reason is None else reason.getErrorMessage()
@@ -336,7 +343,7 @@ class ChatFactory(Factory):
         )
         self.joinDelay = joinDelay
         self.reactor = reactor
-        self.flushQueue = FlushQueue(reactor)
+        self.writeBatch = WriteBatch(reactor)
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """A new connection."""

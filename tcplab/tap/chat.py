@@ -13,7 +13,7 @@ from twisted.python import usage
 
 from tcplab.chat import ChatFactory, ChatHub
 from tcplab.chat.chatlog import ChatLogService
-from tcplab.chat.hub import DEFAULT_HISTORY
+from tcplab.chat.hub import DEFAULT_ANNOUNCE_LIMIT, DEFAULT_HISTORY
 from tcplab.chat.protocol import FLOOD_BURST, FLOOD_RATE, MAX_LINE, MAX_PENDING
 from tcplab.tap.common import AuthServiceOptions, makeListeningService, observe
 
@@ -34,6 +34,13 @@ class Options(AuthServiceOptions):
     )
     optParameters = [
         ["history", None, DEFAULT_HISTORY, "Messages a newcomer to a room sees (0: none).", int],
+        [
+            "announce-limit",
+            None,
+            DEFAULT_ANNOUNCE_LIMIT,
+            "Rooms with more members hear no join/leave notices (0: always announce).",
+            int,
+        ],
         ["chat-log", None, None, "Append every message (time, room, nick) to this file."],
         ["max-line", None, MAX_LINE, "Longest line in bytes; longer ones are refused.", int],
         ["flood-rate", None, FLOOD_RATE, "Lines per second per client (0: no limit).", float],
@@ -56,7 +63,14 @@ class Options(AuthServiceOptions):
         super().postOptions()
         if self["max-per-ip"] is None:
             self["max-per-ip"] = DEFAULT_PER_IP
-        for name in ("history", "max-line", "flood-rate", "flood-burst", "max-pending"):
+        for name in (
+            "history",
+            "announce-limit",
+            "max-line",
+            "flood-rate",
+            "flood-burst",
+            "max-pending",
+        ):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} must be 0 or more")
         if self["max-line"] < 16:
@@ -65,7 +79,7 @@ class Options(AuthServiceOptions):
 
 def makeService(options: Options) -> IService:
     """The chat service (and its chat log) for twistd."""
-    hub = ChatHub(historySize=options["history"])
+    hub = ChatHub(historySize=options["history"], announceLimit=options["announce-limit"])
     factory = ChatFactory(
         hub,
         maxLine=options["max-line"],

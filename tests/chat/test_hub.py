@@ -134,6 +134,28 @@ def test_disconnect_announced_and_forgotten() -> None:
     assert "bob" not in hub.nicks and hub.usersIn("#lobby") == ["alice"]
 
 
+def test_big_rooms_hear_no_joins_or_leaves() -> None:
+    """Past announceLimit members, arrivals and departures go unannounced; messages do not."""
+    hub = ChatHub(announceLimit=2)
+    events: list[str] = []
+    hub.observe(lambda event: events.append(event.kind))
+    alice = joined(hub, "alice")
+    bob = joined(hub, "bob")
+    assert alice.clear() == ["*** bob joined #lobby"]
+    carol = joined(hub, "carol")
+    assert alice.received == [] and bob.received == []
+    hub.disconnect(carol, "quit")
+    assert alice.received == [] and bob.received == []
+    hub.disconnect(bob, "quit")
+    assert alice.received == ["*** bob left #lobby (quit)"]
+    assert events.count("join") == 3 and events.count("leave") == 2
+    unlimited = ChatHub(announceLimit=0)
+    first = joined(unlimited, "first")
+    for n in range(5):
+        joined(unlimited, f"n{n}")
+    assert len(first.received) == 5
+
+
 def test_embedding_api_announce_post_observe() -> None:
     """Programs announce, post as a nick, and observe events; post is kept in history."""
     hub = ChatHub(clock=lambda: 100.0)

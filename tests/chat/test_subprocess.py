@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ServerProcess, runTcplab
+from tests.support import METRICS_LISTENING, ServerProcess, metricValue, runTcplab, scrape
 
 pytestmark = pytest.mark.subprocess
 
@@ -111,3 +111,31 @@ def test_default_per_address_limit() -> None:
         )
         for client in [*clients, sixth]:
             client.close()
+
+
+def test_metrics_and_announce_limit() -> None:
+    """--announce-limit quiets arrivals in a full room; --metrics counts the messages."""
+    with ServerProcess(
+        "tcplab-chat", ["--announce-limit", "2", "--metrics", "tcp:0:interface=127.0.0.1"]
+    ) as server:
+        metricsPort = int(server.waitForLine(METRICS_LISTENING).group(1))
+        alice = LineClient(server.port)
+        alice.readUntil("end of history")
+        bob = LineClient(server.port)
+        bob.readUntil("end of history")
+        assert alice.readUntil("joined")[-1].endswith("joined #lobby")
+        carol = LineClient(server.port)
+        carol.readUntil("end of history")
+        carol.send("hello")
+        heard = alice.readUntil("> hello")
+        assert len(heard) == 1, "the third arrival was not announced"
+        bob.send("/me waves")
+        alice.readUntil("waves")
+        text = scrape(metricsPort)
+        for client in (alice, bob, carol):
+            client.close()
+    service = 'service="tcplab-chat"'
+    messages = "tcplab_chat_messages_total"
+    assert metricValue(text, f'{messages}{{kind="message",{service}}}') == 1
+    assert metricValue(text, f'{messages}{{kind="action",{service}}}') == 1
+    assert metricValue(text, f"tcplab_connections_open{{{service}}}") == 3
