@@ -52,7 +52,13 @@ def raiseFileLimit() -> int:
 
 
 def pinned(cpu: str, command: Sequence[str]) -> list[str]:
-    """C{command} pinned to C{cpu} with C{taskset} (unpinned when there is none)."""
+    """
+    C{command} pinned to C{cpu} with C{taskset} (unpinned when there is none).
+
+    @raise BenchError: the program is not installed (socat, say).
+    """
+    if shutil.which(command[0]) is None:
+        raise BenchError(f"{command[0]} is not installed (Debian: apt-get install {command[0]})")
     taskset = shutil.which("taskset")
     return [taskset, "-c", cpu, *command] if taskset else list(command)
 

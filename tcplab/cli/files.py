@@ -279,12 +279,33 @@ async def getToStream(
 # put
 
 
+def uploadPlan(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """
+    What goes where: C{LOCAL [REMOTE]} as in ftp and sftp (the remote name
+    defaults to the local one), or C{--to REMOTE_DIR LOCAL...} for several.
+    """
+    if args.to is not None:
+        return [
+            (Path(path), remoteJoin(args.to, Path(path).resolve().name)) for path in args.paths
+        ]
+    if len(args.paths) > 2:
+        raise TcplabError(
+            "to upload several files name the remote directory: --to DIR (--to / for the top)",
+            ExitCode.USAGE,
+        )
+    local = Path(args.paths[0])
+    remote = args.paths[1] if len(args.paths) == 2 else local.resolve().name
+    if not remoteJoin(remote):
+        raise TcplabError(f"{remote!r} is not a remote file name", ExitCode.USAGE)
+    return [(local, remoteJoin(remote))]
+
+
 async def putCommand(reactor: Any, args: argparse.Namespace) -> int:
-    """Upload each LOCAL (trees with -r) into --to."""
+    """Upload LOCAL as REMOTE, or each LOCAL into --to (trees with -r)."""
+    plan = uploadPlan(args)
     session = Session(reactor, args)
     try:
-        for local in map(Path, args.local):
-            remote = remoteJoin(args.to, local.resolve().name)
+        for local, remote in plan:
             try:
                 if local.is_dir():
                     if not args.recursive:
@@ -391,8 +412,17 @@ def register(subparsers: Any) -> None:
                 help="file (one REMOTE) or directory; - for stdout",
             )
         else:
-            parser.add_argument("local", metavar="LOCAL", nargs="+")
-            parser.add_argument("--to", metavar="REMOTE_DIR", default="", help="remote directory")
+            parser.add_argument(
+                "paths",
+                metavar="LOCAL [REMOTE]",
+                nargs="+",
+                help="a file (a tree with -r) and its remote name, default the same name",
+            )
+            parser.add_argument(
+                "--to",
+                metavar="REMOTE_DIR",
+                help="upload every LOCAL into this remote directory (/ for the top)",
+            )
         parser.add_argument("-r", "--recursive", action="store_true", help="whole directory trees")
         parser.add_argument("--overwrite", action="store_true", help="replace existing files")
         parser.add_argument(

@@ -118,6 +118,24 @@ def test_read_only_by_default(tmp_path: Path) -> None:
     assert b"read-only" in result.stderr
 
 
+def test_put_local_as_remote_name(tmp_path: Path) -> None:
+    """tcplab put ADDRESS LOCAL REMOTE uploads under the remote name, as ftp's put."""
+    root = tmp_path / "root"
+    root.mkdir()
+    local = tmp_path / "local.bin"
+    local.write_bytes(os.urandom(100_000))
+    with ServerProcess("tcplab-files", ["--root", str(root), "--writable"]) as server:
+        address = f"127.0.0.1:{server.port}"
+        result = runTcplab("put", address, str(local), "dir/renamed.bin", "--quiet")
+        assert result.returncode == 0, result.stderr
+        several = runTcplab("put", address, str(local), str(local), str(local))
+    assert (root / "dir" / "renamed.bin").read_bytes() == local.read_bytes()
+    assert several.returncode == 2
+    assert several.stderr.decode().strip() == (
+        "tcplab: to upload several files name the remote directory: --to DIR (--to / for the top)"
+    )
+
+
 def test_sigterm_lets_transfer_finish_or_keeps_partial(served: tuple[ServerProcess, Path]) -> None:
     """On SIGTERM an idle client is closed at once and the server exits by the signal."""
     server, _ = served
