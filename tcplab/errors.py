@@ -34,6 +34,8 @@ class ExitCode(enum.IntEnum):
     """Authentication failed or is required."""
     CANNOT_LISTEN = 10
     """A server could not listen: port in use, bad endpoint description."""
+    LOCAL_FILE = 11
+    """A local file could not be read or written: no such directory, disk full, permissions."""
     INTERRUPTED = 130
 
 

@@ -12,6 +12,7 @@ names the server lists are shown with control characters escaped.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import stat
 import sys
@@ -125,6 +126,25 @@ def remoteJoin(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))
 
 
+def localFileErrors(
+    transfer: Callable[..., Awaitable[None]],
+) -> Callable[..., Awaitable[None]]:
+    """
+    Report an C{OSError} of C{transfer} -- a local file that cannot be
+    opened, read or written -- as a one-line L{TcplabError}.
+    """
+
+    @functools.wraps(transfer)
+    async def reported(*args: Any, **kwargs: Any) -> None:
+        try:
+            await transfer(*args, **kwargs)
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise TcplabError(f"{where}{e.strerror or e}", ExitCode.LOCAL_FILE) from None
+
+    return reported
+
+
 # ls
 
 
@@ -204,6 +224,7 @@ async def getTree(session: Session, remote: str, local: Path) -> None:
             session.failed(f"get {child}", e)
 
 
+@localFileErrors
 async def getFile(session: Session, remote: str, info: dict[str, Any], destination: Path) -> None:
     """Download one file through a partial file, resuming and verifying."""
     args = session.args
@@ -280,28 +301,18 @@ async def getToStream(
 
 
 def uploadPlan(args: argparse.Namespace) -> list[tuple[Path, str]]:
-    """
-    What goes where: C{LOCAL [REMOTE]} as in ftp and sftp (the remote name
-    defaults to the local one), or C{--to REMOTE_DIR LOCAL...} for several.
-    """
-    if args.to is not None:
-        return [
-            (Path(path), remoteJoin(args.to, Path(path).resolve().name)) for path in args.paths
-        ]
-    if len(args.paths) > 2:
-        raise TcplabError(
-            "to upload several files name the remote directory: --to DIR (--to / for the top)",
-            ExitCode.USAGE,
-        )
-    local = Path(args.paths[0])
-    remote = args.paths[1] if len(args.paths) == 2 else local.resolve().name
-    if not remoteJoin(remote):
-        raise TcplabError(f"{remote!r} is not a remote file name", ExitCode.USAGE)
-    return [(local, remoteJoin(remote))]
+    """Each LOCAL and its remote path: its own name under --to, or --as for one file."""
+    if args.remoteName is not None:
+        if len(args.local) != 1:
+            raise TcplabError("--as names one upload; give exactly one LOCAL", ExitCode.USAGE)
+        if not remoteJoin(args.remoteName):
+            raise TcplabError(f"--as {args.remoteName!r} is not a file name", ExitCode.USAGE)
+        return [(Path(args.local[0]), remoteJoin(args.to, args.remoteName))]
+    return [(Path(path), remoteJoin(args.to, Path(path).resolve().name)) for path in args.local]
 
 
 async def putCommand(reactor: Any, args: argparse.Namespace) -> int:
-    """Upload LOCAL as REMOTE, or each LOCAL into --to (trees with -r)."""
+    """Upload each LOCAL (trees with -r) into --to, or one LOCAL --as a name."""
     plan = uploadPlan(args)
     session = Session(reactor, args)
     try:
@@ -334,6 +345,7 @@ async def putTree(session: Session, local: Path, remote: str) -> None:
                 session.failed(f"put {path}", e)
 
 
+@localFileErrors
 async def putFile(session: Session, local: Path, remote: str) -> None:
     """Upload one file, resuming what the server kept of an earlier attempt."""
     args = session.args
@@ -412,16 +424,13 @@ def register(subparsers: Any) -> None:
                 help="file (one REMOTE) or directory; - for stdout",
             )
         else:
+            parser.add_argument("local", metavar="LOCAL", nargs="+")
+            parser.add_argument("--to", metavar="REMOTE_DIR", default="", help="remote directory")
             parser.add_argument(
-                "paths",
-                metavar="LOCAL [REMOTE]",
-                nargs="+",
-                help="a file (a tree with -r) and its remote name, default the same name",
-            )
-            parser.add_argument(
-                "--to",
-                metavar="REMOTE_DIR",
-                help="upload every LOCAL into this remote directory (/ for the top)",
+                "--as",
+                dest="remoteName",
+                metavar="NAME",
+                help="the remote name of a single LOCAL (default: its own name)",
             )
         parser.add_argument("-r", "--recursive", action="store_true", help="whole directory trees")
         parser.add_argument("--overwrite", action="store_true", help="replace existing files")

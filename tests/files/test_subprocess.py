@@ -118,22 +118,34 @@ def test_read_only_by_default(tmp_path: Path) -> None:
     assert b"read-only" in result.stderr
 
 
-def test_put_local_as_remote_name(tmp_path: Path) -> None:
-    """tcplab put ADDRESS LOCAL REMOTE uploads under the remote name, as ftp's put."""
+def test_local_file_errors_are_one_line(
+    served: tuple[ServerProcess, Path], tmp_path: Path
+) -> None:
+    """A download into a directory that does not exist: one line, exit 11, no traceback."""
+    server, _ = served
+    missing = tmp_path / "no-such-dir" / "copy.bin"
+    result = runTcplab("get", f"127.0.0.1:{server.port}", "data.bin", "-o", str(missing))
+    assert result.returncode == 11
+    assert result.stderr.decode().splitlines() == [
+        f"tcplab: get data.bin: {missing.parent / '.copy.bin.tcplab-partial'}: "
+        "No such file or directory"
+    ]
+
+
+def test_put_as_another_name(tmp_path: Path) -> None:
+    """--as uploads one file under another name (inside --to); with several it is refused."""
     root = tmp_path / "root"
     root.mkdir()
     local = tmp_path / "local.bin"
     local.write_bytes(os.urandom(100_000))
     with ServerProcess("tcplab-files", ["--root", str(root), "--writable"]) as server:
         address = f"127.0.0.1:{server.port}"
-        result = runTcplab("put", address, str(local), "dir/renamed.bin", "--quiet")
+        result = runTcplab("put", address, str(local), "--to", "dir", "--as", "renamed.bin")
         assert result.returncode == 0, result.stderr
-        several = runTcplab("put", address, str(local), str(local), str(local))
+        several = runTcplab("put", address, str(local), str(local), "--as", "x")
     assert (root / "dir" / "renamed.bin").read_bytes() == local.read_bytes()
     assert several.returncode == 2
-    assert several.stderr.decode().strip() == (
-        "tcplab: to upload several files name the remote directory: --to DIR (--to / for the top)"
-    )
+    assert several.stderr == b"tcplab: --as names one upload; give exactly one LOCAL\n"
 
 
 def test_sigterm_lets_transfer_finish_or_keeps_partial(served: tuple[ServerProcess, Path]) -> None:
