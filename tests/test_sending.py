@@ -33,16 +33,21 @@ def queued(transport: Any) -> int:
     return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
 
 
-@pytest_twisted.ensureDeferred
-async def test_small_write_goes_straight_to_the_kernel(loopback: Loopback) -> None:
-    """On an idle connection nothing is left queued in the transport."""
+async def directConnection(loopback: Loopback) -> tuple[Writer, Any]:
+    """A served L{Writer} behind a direct-writing observer, and its loopback client."""
     Writer.instances = []
     port = await loopback.listen(
         ConnectionObserver(Factory.forProtocol(Writer), "test", writeDirectly=True)
     )
     client = await loopback.connect(port)
     await waitUntil(lambda: Writer.instances)
-    server = Writer.instances[0]
+    return Writer.instances[0], client
+
+
+@pytest_twisted.ensureDeferred
+async def test_small_write_goes_straight_to_the_kernel(loopback: Loopback) -> None:
+    """On an idle connection nothing is left queued in the transport."""
+    server, client = await directConnection(loopback)
     server.transport.write(b"hello")
     assert queued(server.transport.transport) == 0
     assert await client.waitFor(5) == b"hello"
@@ -54,13 +59,7 @@ async def test_order_kept_when_the_kernel_is_full(loopback: Loopback) -> None:
     Once the socket buffer is full the rest is queued, and later writes
     queue behind it instead of overtaking it.
     """
-    Writer.instances = []
-    port = await loopback.listen(
-        ConnectionObserver(Factory.forProtocol(Writer), "test", writeDirectly=True)
-    )
-    client = await loopback.connect(port)
-    await waitUntil(lambda: Writer.instances)
-    server = Writer.instances[0]
+    server, client = await directConnection(loopback)
     client.transport.pauseProducing()
     big = os.urandom(8 * 1024 * 1024)
     server.transport.write(big)
