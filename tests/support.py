@@ -158,6 +158,46 @@ def metricValue(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in metrics:\n{text}")
 
 
+class OutputLines:
+    """
+    The lines a child process writes to a pipe, read as they come.
+
+    Every line read is kept in L{lines}, whichever line a caller waited for:
+    one read often holds several lines (two "listening on" lines, say), and
+    a later wait must find the ones after the match.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.lines: list[str] = []
+        self.partial = b""
+
+    def waitForLine(self, pattern: re.Pattern[str], timeout: float = STARTUP_TIMEOUT) -> Any:
+        """Return the first line matching C{pattern}, reading more as needed."""
+        searched = 0
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.fd, selectors.EVENT_READ)
+            while True:
+                for line in self.lines[searched:]:
+                    match = pattern.search(line)
+                    if match:
+                        return match
+                searched = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    break
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    break
+                self.partial += chunk
+                *complete, self.partial = self.partial.split(b"\n")
+                self.lines.extend(raw.decode("utf-8", "replace") + "\n" for raw in complete)
+        raise AssertionError(
+            f"{pattern.pattern!r} never appeared; output so far:\n" + "".join(self.lines)
+        )
+
+
 class ServerProcess:
     """
     A real ``twistd -n`` (or ``twist``) tcplab service in a subprocess.
@@ -189,38 +229,14 @@ class ServerProcess:
             env=env,
             start_new_session=True,
         )
-        self.output: list[str] = []
-        self._partial = b""
+        assert self.process.stdout is not None
+        self.reader = OutputLines(self.process.stdout.fileno())
+        self.output = self.reader.lines
         self.port = int(self.waitForLine(_LISTENING).group(1))
 
     def waitForLine(self, pattern: re.Pattern[str], timeout: float = STARTUP_TIMEOUT) -> Any:
         """Return the first output line matching C{pattern}, reading more as needed."""
-        for line in self.output:
-            match = pattern.search(line)
-            if match:
-                return match
-        assert self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if not selector.select(deadline - time.monotonic()):
-                    break
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                self._partial += chunk
-                *lines, self._partial = self._partial.split(b"\n")
-                for raw in lines:
-                    line = raw.decode("utf-8", "replace") + "\n"
-                    self.output.append(line)
-                    match = pattern.search(line)
-                    if match:
-                        return match
-        raise AssertionError(
-            f"{pattern.pattern!r} never appeared; output so far:\n" + "".join(self.output)
-        )
+        return self.reader.waitForLine(pattern, timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Signal the server and wait for it to exit; return its status."""
@@ -235,7 +251,7 @@ class ServerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             status = self.process.wait()
         assert self.process.stdout is not None
-        rest = self._partial + self.process.stdout.read()
+        rest = self.reader.partial + self.process.stdout.read()
         self.output.append(rest.decode("utf-8", "replace"))
         self.process.stdout.close()
         return status
@@ -262,6 +278,20 @@ def tutorialClient(port: int, payload: bytes, timeout: float = 10.0) -> bytes:
                 break
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def recvExactly(sock: Any, size: int) -> bytes:
+    """
+    Read exactly C{size} bytes from a blocking socket: one C{recv} may return
+    any part of what was sent, so a test that compares one C{recv} with a
+    reply races the network.
+    """
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"closed after {len(data)} of {size} bytes: {data!r}"
+        data += chunk
+    return data
 
 
 def runTcplab(*args: str, input: bytes | None = None, timeout: float = 60.0) -> Any:

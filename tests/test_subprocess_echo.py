@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import TWISTD, ServerProcess, runTcplab, tutorialClient
+from tests.support import TWISTD, ServerProcess, recvExactly, runTcplab, tutorialClient
 
 pytestmark = pytest.mark.subprocess
 
@@ -90,7 +90,7 @@ def test_tutorial_variants_by_option() -> None:
         socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
     ):
         sock.sendall(b"hello")
-        assert sock.recv(1024) == b"got it\r\n"
+        assert recvExactly(sock, 8) == b"got it\r\n"
     with ServerProcess("tcplab-echo", ["--mode", "count", "--banner", "hi"]) as server:
         reply = tutorialClient(server.port, b"a\nb\nexit\n")
         assert reply == b"hi\r\n1: a\r\n2: b\r\nbye\r\n"
@@ -193,7 +193,7 @@ def test_sigterm_graceful_shutdown() -> None:
     server = ServerProcess("tcplab-echo", ["--mode", "count", "--banner", ""])
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(b"hi\n")
-        assert sock.recv(1024) == b"1: hi\r\n"
+        assert recvExactly(sock, 7) == b"1: hi\r\n"
         started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         rest = b""
@@ -217,7 +217,7 @@ def test_metrics_scrape() -> None:
         tutorialClient(server.port, b"x" * 1000)
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as held:
             held.sendall(b"abc")
-            assert held.recv(10) == b"abc"
+            assert recvExactly(held, 3) == b"abc"
             after = scrape(metricsPort)
             assert metricValue(after, "tcplab_connections_open") == 1
             assert metricValue(after, "tcplab_connections_total") == 2

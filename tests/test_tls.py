@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ServerProcess, makeCertificates, runTcplab, tlsListen
+from tests.support import ServerProcess, makeCertificates, recvExactly, runTcplab, tlsListen
 
 pytestmark = pytest.mark.subprocess
 
@@ -44,7 +44,7 @@ def test_tls_with_stdlib_ssl_client(certificates: dict[str, Path]) -> None:
         context.wrap_socket(raw, server_hostname="localhost") as sock,
     ):
         sock.sendall(b"over tls")
-        assert sock.recv(1024) == b"over tls"
+        assert recvExactly(sock, 8) == b"over tls"
 
 
 def test_tls_verification_failure_is_clear(certificates: dict[str, Path]) -> None:
