@@ -27,6 +27,7 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from tcplab.interfaces import IGracefulStop
 from tcplab.lines import LineProtocol
 
 MODES = ("echo", "upper", "ack", "count")
@@ -37,7 +38,7 @@ DEFAULT_BANNER = b"Welcome to tcplab echo. Send lines; 'exit' to leave."
 EXIT_LINE = b"exit"
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IGracefulStop)
 class EchoProtocol(Protocol):
     """
     RFC 862 echo: send back every byte received, unchanged.
@@ -106,6 +107,7 @@ class AckProtocol(EchoProtocol):
         return self.ack
 
 
+@implementer(IGracefulStop)
 class CountingLineProtocol(LineProtocol):
     """
     Greet the client, answer each line with a running count (``3: hello``),

@@ -18,6 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from twisted.internet.protocol import Protocol
+from zope.interface import implementer
+
+from tcplab.interfaces import IMessageProgress
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
@@ -93,6 +96,7 @@ class LineSplitter:
         return self._buffer
 
 
+@implementer(IMessageProgress)
 class LineProtocol(Protocol):
     """
     A protocol that receives lines; override L{lineReceived}.

@@ -24,6 +24,7 @@ from tcplab.auth import Authenticator, LoginFailed
 from tcplab.chat import text as wire
 from tcplab.chat.flood import TokenBucket
 from tcplab.chat.hub import ChatError, ChatHub, Room
+from tcplab.interfaces import IGracefulStop, IRefusalFormat
 from tcplab.lines import LineProtocol
 from tcplab.metrics import Metrics
 from tcplab.sending import BatchedWriter, WriteBatch
@@ -57,7 +58,7 @@ HELP = [
 ]
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IGracefulStop)
 class ChatProtocol(BatchedWriter, LineProtocol):
     """
     One chat connection: a hub member speaking the line protocol of
@@ -306,6 +307,7 @@ class ChatProtocol(BatchedWriter, LineProtocol):
             self.factory.hub.disconnect(self, why.rstrip("."))
 
 
+@implementer(IRefusalFormat)
 class ChatFactory(Factory):
     """
     Build chat connections around one L{ChatHub}.

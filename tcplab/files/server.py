@@ -21,6 +21,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from tcplab.addresses import describeAddress
 from tcplab.auth import Authenticator, LoginFailed
@@ -28,9 +29,11 @@ from tcplab.files import wire
 from tcplab.files.root import SafeRoot
 from tcplab.files.storage import Upload, describe, hashPrefix, listDirectory
 from tcplab.files.stream import FrameSender
+from tcplab.interfaces import IGracefulStop, IMessageProgress, IRefusalFormat
 from tcplab.metrics import Metrics
 
 
+@implementer(IMessageProgress, IGracefulStop)
 class FileServerProtocol(Int32StringReceiver):
     """One connection to the file service (docs/protocol.md)."""
 
@@ -327,6 +330,7 @@ class FileServerProtocol(Int32StringReceiver):
             )
 
 
+@implementer(IRefusalFormat)
 class FileServerFactory(Factory):
     """
     Serve the files under a root.
