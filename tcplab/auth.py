@@ -20,6 +20,8 @@ from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from tcplab.reactors import defaultReactor
+
 FIRST_DELAY = 0.5
 """Seconds before answering the first failed login from an address."""
 
@@ -42,10 +44,7 @@ class Authenticator:
     log = Logger()
 
     def __init__(self, checkers: list[ICredentialsChecker], reactor: Any = None) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
+        reactor = defaultReactor(reactor)
         self.checkers = checkers
         self.reactor = reactor
         self.failures: dict[str, int] = {}

@@ -44,6 +44,7 @@ from zope.interface import alsoProvides, implementer
 
 from tcplab.addresses import describeAddress
 from tcplab.metrics import Metrics, Sample
+from tcplab.reactors import defaultReactor
 from tcplab.sending import canWriteDirectly, setNoDelay, setReadSize, writeDirectly
 from tcplab.trace import RECEIVED, SENT, WireTracer
 
@@ -332,10 +333,7 @@ class ConnectionObserver(WrappingFactory):
         self.maxConnections = maxConnections
         self.maxPerPeer = maxPerPeer
         self.refusal = refusal or getattr(wrappedFactory, "refusal", None) or _plainRefusal
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
+        reactor = defaultReactor(reactor)
         self.reactor = reactor
         self.clock = clock or (reactor.seconds if hasattr(reactor, "seconds") else time.monotonic)
         self.idleTimeout = idleTimeout or None

@@ -27,6 +27,7 @@ from tcplab.chat.hub import ChatError, ChatHub, Room
 from tcplab.interfaces import IGracefulStop, IRefusalFormat
 from tcplab.lines import LineProtocol
 from tcplab.metrics import Metrics
+from tcplab.reactors import defaultReactor
 from tcplab.sending import BatchedWriter, WriteBatch
 
 MAX_LINE = 512
@@ -329,10 +330,7 @@ class ChatFactory(Factory):
         joinDelay: float = JOIN_DELAY,
         reactor: Any = None,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
+        reactor = defaultReactor(reactor)
         self.hub = hub if hub is not None else ChatHub()
         self.maxLine = maxLine
         self.floodRate = floodRate

@@ -35,6 +35,7 @@ from tcplab.auth import Authenticator
 from tcplab.errors import CannotListen
 from tcplab.metrics import metricsSite
 from tcplab.observe import ConnectionObserver
+from tcplab.reactors import defaultReactor
 
 
 def _positiveInt(value: str) -> int:
@@ -220,10 +221,7 @@ class ListeningService(MultiService):
         super().__init__()
         self.exitOnFailure = exitOnFailure
         self.shutdownTimeout = shutdownTimeout
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
+        reactor = defaultReactor(reactor)
         self.serviceName = serviceName
         self.factory = factory
         self.reactor = reactor

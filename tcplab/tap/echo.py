@@ -17,6 +17,7 @@ from twisted.python import usage
 from tcplab.addresses import describeAddress
 from tcplab.echo import DEFAULT_ACK, DEFAULT_BANNER, MODES, EchoDatagramProtocol, EchoFactory
 from tcplab.errors import CannotListen
+from tcplab.reactors import defaultReactor
 from tcplab.sending import BULK_READ_SIZE
 from tcplab.tap.common import (
     ServiceOptions,
@@ -80,10 +81,7 @@ class DatagramEchoService(Service):
     log = Logger()
 
     def __init__(self, host: str, port: int, protocol: EchoDatagramProtocol, reactor: Any = None):
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
+        reactor = defaultReactor(reactor)
         self.host = host
         self.port = port
         self.protocol = protocol
