@@ -5,6 +5,7 @@ side by side, in one run.
     .venv/bin/python -m bench                 # everything, 3 repetitions (~10 min)
     .venv/bin/python -m bench echo chat --reps 5
     .venv/bin/python -m bench files --size-mib 256
+    .venv/bin/python -m bench startup           # command start-up and idle service memory
 
 Servers run on CPU 0, the load on CPU 1 (C{taskset}; C{BENCH_SERVER_CPU},
 C{BENCH_CLIENT_CPU} change them).  Repetitions are interleaved (every
@@ -35,6 +36,7 @@ SELECTIONS = {
     "chat": ["chat"],
     "idle": ["idle-echo", "idle-chat"],
     "files": ["files"],
+    "startup": ["startup", "idle-service"],
 }
 
 

@@ -267,6 +267,57 @@ TCPLAB_PUT = (
 )
 
 
+# Start-up and idle footprint
+
+STARTUP_RUNS = 5
+"""Runs of a command per measurement; the row holds their median."""
+
+MINIMAL_ECHO_CLIENT = (
+    "import socket, sys; s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); "
+    "s.sendall(b'hello\\n'); d = b''\n"
+    "while not d.endswith(b'\\n'): d += s.recv(64)\n"
+    "sys.stdout.write(d.decode())"
+)
+"""The floor for a whole echo round trip: a bare Python socket client."""
+
+
+def measureStartup(
+    serverName: str, command: list[str], configName: str, needsServer: Any, logDir: Path
+) -> Row:
+    """
+    Wall time and peak RSS of one short command, the median of
+    L{STARTUP_RUNS} runs; against a running tcplab-echo when it needs one.
+    """
+    port = freePort()
+    server = None
+    if needsServer:
+        server = Server.start("tcplab-echo", fill(twistd("tcplab-echo"), port=port), port, logDir)
+    try:
+        values = {"tcplab": BIN / "tcplab", "python": sys.executable, "port": port}
+        runs = [runClient(fill(command, **values), timeout=60) for _ in range(STARTUP_RUNS)]
+    finally:
+        if server is not None:
+            server.stop()
+    seconds = sorted(elapsed for elapsed, _, _ in runs)
+    peaks = sorted(peak for _, peak, _ in runs)
+    middle = len(runs) // 2
+    return {"ok": True, "ms": 1000 * seconds[middle], "peak_mib": peaks[middle] / 1024}
+
+
+def measureIdleService(
+    serverName: str, command: list[str], configName: str, config: Any, logDir: Path
+) -> Row:
+    """Resident memory of a freshly started server with no connection."""
+    port = freePort()
+    server = Server.start(serverName, fill(command, port=port), port, logDir)
+    try:
+        time.sleep(1)  # let start-up garbage settle; nothing to wait on
+        rss = rssKiB(server.pid)
+    finally:
+        server.stop()
+    return {"ok": True, "rss_mib": rss / 1024}
+
+
 def jobs(sizeMiB: int, idleConns: int) -> dict[str, Job]:
     """Every job, by name."""
     echoServers = {
@@ -340,6 +391,42 @@ def jobs(sizeMiB: int, idleConns: int) -> dict[str, Job]:
             False,
             measureIdle,
             [("base_mib", "base MiB"), ("loaded_mib", "loaded MiB")],
+        ),
+        "startup": Job(
+            "startup",
+            {
+                "tcplab --version": (["{tcplab}", "--version"], ["{python}", "-c", "pass"], False),
+                "tcplab echo --help": (
+                    ["{tcplab}", "echo", "--help"],
+                    ["{python}", "-c", "pass"],
+                    False,
+                ),
+                "tcplab echo HOST:PORT hello": (
+                    ["{tcplab}", "echo", "127.0.0.1:{port}", "hello"],
+                    ["{python}", "-c", MINIMAL_ECHO_CLIENT, "{port}"],
+                    True,
+                ),
+            },
+            {"tcplab": 0, "bare python": 1},
+            "ms",
+            "ms wall",
+            False,
+            lambda name, which, configName, config, logDir: measureStartup(
+                name, config[which], configName, config[2], logDir
+            ),
+            [("peak_mib", "peak RSS MiB")],
+        ),
+        "idle-service": Job(
+            "idle-service",
+            {"fresh server, no connections": None},
+            {
+                "tcplab-echo": twistd("tcplab-echo"),
+                "asyncio": peer("asyncio_echo.py"),
+            },
+            "rss_mib",
+            "MiB RSS",
+            False,
+            measureIdleService,
         ),
         "files": Job(
             "files",
