@@ -328,6 +328,7 @@ def jobs(sizeMiB: int, idleConns: int) -> dict[str, Job]:
     }
     chatServers = {
         "tcplab-chat": twistd("tcplab-chat", *CHAT_LIMITS, *CHAT_FLOOD),
+        "c-epoll": [str(LOADGEN), "chatserve", "127.0.0.1", "{port}"],
         "asyncio": peer("asyncio_chat.py"),
     }
     return {

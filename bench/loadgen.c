@@ -17,6 +17,12 @@
  *       a C echo server to compare with: level-triggered epoll, TCP_NODELAY,
  *       a 256 KiB buffer per connection; it stops reading from a peer until
  *       what it owes that peer is sent (backpressure).
+ *   loadgen chatserve HOST PORT
+ *       a C chat server to compare with: every line ("/..." commands
+ *       ignored) goes to every other client as "<cN> line"; the lines
+ *       read in one epoll round are formatted once into a shared buffer,
+ *       and each client gets one writev of the parts that are not its own
+ *       (per-round batching); a client owing more than 4 MiB is cut.
  *
  * The load modes print one JSON line on stdout.  Exit 0 ok; 2 wrong, lost or reordered data;
  * 3 connection dropped; 4 timeout; 5 connect failed; 1 usage.
@@ -36,6 +42,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -538,6 +545,173 @@ static int run_serve(int argc, char **argv) {
     }
 }
 
+
+/* ------------------------------------------------------------ chatserve */
+
+#define CS_MAX 8192
+#define CS_OWE_MAX (4 << 20)
+
+struct cs_client {
+    int fd, id, alive;
+    char in[4096];
+    size_t inlen;
+    char *out; /* owed bytes, sent before anything newer */
+    size_t outlen, outcap;
+};
+
+static struct cs_client *cs[CS_MAX];
+static char *round_buf;
+static size_t round_len, round_cap;
+static struct { size_t off, len; int from; } *segs;
+static size_t segs_n, segs_cap;
+
+static void cs_drop(struct cs_client *c) {
+    if (!c->alive) return;
+    c->alive = 0;
+    close(c->fd);
+}
+
+static void cs_owe(struct cs_client *c, const char *data, size_t len) {
+    if (c->outlen + len > CS_OWE_MAX) { cs_drop(c); return; }
+    if (c->outlen + len > c->outcap) {
+        c->outcap = (c->outlen + len) * 2;
+        c->out = realloc(c->out, c->outcap);
+    }
+    memcpy(c->out + c->outlen, data, len);
+    c->outlen += len;
+}
+
+static void cs_flush(struct cs_client *c) {
+    while (c->alive && c->outlen) {
+        ssize_t w = send(c->fd, c->out, c->outlen, MSG_NOSIGNAL);
+        if (w < 0 && errno == EAGAIN) break;
+        if (w <= 0) { cs_drop(c); return; }
+        memmove(c->out, c->out + w, c->outlen - w);
+        c->outlen -= w;
+    }
+    if (c->alive) {
+        struct epoll_event mod = {.events = EPOLLIN | (c->outlen ? EPOLLOUT : 0), .data.ptr = c};
+        epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &mod);
+    }
+}
+
+static void cs_line(struct cs_client *c, const char *line, size_t len) {
+    if (len && line[len - 1] == '\r') len--;
+    if (len && line[0] == '/') return;
+    size_t need = len + 32;
+    if (round_len + need > round_cap) {
+        round_cap = (round_len + need) * 2;
+        round_buf = realloc(round_buf, round_cap);
+    }
+    if (segs_n == segs_cap) {
+        segs_cap = segs_cap ? segs_cap * 2 : 1024;
+        segs = realloc(segs, segs_cap * sizeof *segs);
+    }
+    int n = snprintf(round_buf + round_len, 32, "<c%d> ", c->id);
+    memcpy(round_buf + round_len + n, line, len);
+    memcpy(round_buf + round_len + n + len, "\r\n", 2);
+    segs[segs_n].off = round_len;
+    segs[segs_n].len = n + len + 2;
+    segs[segs_n].from = c->id;
+    segs_n++;
+    round_len += n + len + 2;
+}
+
+static void cs_read(struct cs_client *c) {
+    for (;;) {
+        ssize_t r = recv(c->fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
+        if (r < 0 && errno == EAGAIN) return;
+        if (r <= 0) { cs_drop(c); return; }
+        c->inlen += r;
+        char *start = c->in, *nl;
+        while ((nl = memchr(start, '\n', c->in + c->inlen - start))) {
+            cs_line(c, start, nl - start);
+            start = nl + 1;
+        }
+        c->inlen -= start - c->in;
+        memmove(c->in, start, c->inlen);
+        if (c->inlen == sizeof c->in) { cs_drop(c); return; } /* line too long */
+    }
+}
+
+/* Send this round's lines to everyone but their senders: one writev each. */
+static void cs_fan_out(int top) {
+    struct iovec iov[1024];
+    for (int i = 0; i < top; i++) {
+        struct cs_client *c = cs[i];
+        if (!c || !c->alive) continue;
+        size_t k = 0, total = 0, sent = 0;
+        int ok = 1;
+        for (size_t s = 0; s < segs_n && ok; s++) {
+            if (segs[s].from == c->id) continue;
+            if (k && (char *)iov[k - 1].iov_base + iov[k - 1].iov_len == round_buf + segs[s].off) {
+                iov[k - 1].iov_len += segs[s].len; /* extend a run of others' lines */
+            } else if (k < 1024) {
+                iov[k].iov_base = round_buf + segs[s].off;
+                iov[k++].iov_len = segs[s].len;
+            } else {
+                ok = 0;
+            }
+            total += segs[s].len;
+        }
+        if (!total) continue;
+        if (!c->outlen && ok) {
+            ssize_t w = writev(c->fd, iov, k);
+            if (w < 0 && errno != EAGAIN) { cs_drop(c); continue; }
+            sent = w > 0 ? (size_t)w : 0;
+        }
+        if (sent == total) continue;
+        /* Owe the rest, in order: skip what went out, keep the others' lines. */
+        size_t skip = sent;
+        for (size_t s = 0; s < segs_n && c->alive; s++) {
+            if (segs[s].from == c->id) continue;
+            size_t len = segs[s].len, off = segs[s].off;
+            if (skip >= len) { skip -= len; continue; }
+            cs_owe(c, round_buf + off + skip, len - skip);
+            skip = 0;
+        }
+        cs_flush(c);
+    }
+    round_len = segs_n = 0;
+}
+
+static int run_chatserve(int argc, char **argv) {
+    (void)argv;
+    if (argc != 0) return 1;
+    int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1, top = 0;
+    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(listener, (struct sockaddr *)&dst, sizeof dst) < 0 || listen(listener, 1024) < 0)
+        fail(5, "listen", "%s", strerror(errno));
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev);
+    struct epoll_event evs[512];
+    for (;;) {
+        int n = epoll_wait(ep, evs, 512, -1);
+        for (int e = 0; e < n; e++) {
+            struct cs_client *c = evs[e].data.ptr;
+            if (!c) {
+                int fd;
+                while ((fd = accept4(listener, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+                    if (top == CS_MAX) { close(fd); continue; }
+                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    c = calloc(1, sizeof *c);
+                    c->fd = fd;
+                    c->id = top;
+                    c->alive = 1;
+                    cs[top++] = c;
+                    struct epoll_event add = {.events = EPOLLIN, .data.ptr = c};
+                    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &add);
+                }
+                continue;
+            }
+            if (!c->alive) continue;
+            if (evs[e].events & EPOLLOUT) cs_flush(c);
+            if (c->alive && (evs[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) cs_read(c);
+        }
+        if (segs_n) cs_fan_out(top);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) goto usage;
     for (size_t i = 0; i < sizeof pattern; i++) pattern[i] = (unsigned char)((i * 2654435761u) >> 13);
@@ -553,6 +727,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "chat")) rc = run_chat(nargs, args);
     else if (!strcmp(argv[1], "idle")) rc = run_idle(nargs, args);
     else if (!strcmp(argv[1], "serve")) rc = run_serve(nargs, args);
+    else if (!strcmp(argv[1], "chatserve")) rc = run_chatserve(nargs, args);
     if (rc != 1) return rc;
 usage:
     fprintf(stderr, "usage: see the comment at the top of bench/loadgen.c\n");
