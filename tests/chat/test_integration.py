@@ -135,7 +135,7 @@ async def test_abrupt_disconnect_announced(loopback: Loopback) -> None:
     ghost.transport.write(b"half a li")
     ghost.transport.abortConnection()
     await alice.waitForText(b"*** ghost left #lobby (")
-    assert "ghost" not in factory.hub.nicks
+    assert factory.hub.holderOf("ghost") is None
     again = await user(loopback, port, "ghost")
     assert again is not None
 
