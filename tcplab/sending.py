@@ -31,14 +31,18 @@ from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-_QUEUE_STATE = ("_tempDataBuffer", "dataBuffer", "offset", "_writeDisconnected")
-"""The transport attributes the fast path reads to know nothing is queued."""
+TWISTED_INTERNALS = ("_tempDataBuffer", "dataBuffer", "offset", "_writeDisconnected", "socket")
+"""
+The private C{tcp.Connection} attributes the fast path reads (to know nothing
+is queued, and to send).  setup.cfg pins Twisted below its next major
+version while this depends on them; tests/test_sending.py has a canary test.
+"""
 
 
 def canWriteDirectly(transport: Any) -> bool:
     """Whether L{writeDirectly} can take the fast path on C{transport}."""
     return isinstance(transport, tcp.Connection) and all(
-        hasattr(transport, name) for name in _QUEUE_STATE
+        hasattr(transport, name) for name in TWISTED_INTERNALS
     )
 
 
