@@ -25,7 +25,8 @@ L{WriteBatch} and L{BatchedWriter}.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -107,11 +108,8 @@ def setNoDelay(transport: Any) -> None:
         setTcpNoDelay(True)
 
 
-class OutputSink(Protocol):
-    """Where a L{BatchedWriter} sends its gathered output."""
-
-    def __call__(self, data: bytes) -> None:
-        """Write C{data} out now."""
+OutputSink = Callable[[bytes], None]
+"""Where a L{BatchedWriter} sends its gathered output: writes it out now."""
 
 
 class WriteBatch:
