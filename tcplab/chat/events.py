@@ -57,7 +57,7 @@ class PrivateMessage:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Notice:
-    """A server notice for one participant (C{you are now known as bob})."""
+    """A server notice for one participant (C{guest1 is now known as bob}, before a join)."""
 
     text: str
 

@@ -245,7 +245,7 @@ class ChatHub:
             room.broadcast(event)
             self._emit(event)
         else:
-            participant.receive(Notice(f"you are now known as {shown}"))
+            participant.receive(Notice(f"{old} is now known as {shown}"))
         return shown
 
     def holderOf(self, nick: str) -> Member | None:

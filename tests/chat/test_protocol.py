@@ -2,81 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.cred import strcred
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock
 
 from tcplab.auth import Authenticator
-from tcplab.chat import ChatFactory, ChatHub
-from tcplab.chat.protocol import ChatProtocol
-from tests.memory import MemoryConnection, connectInMemory
-
-
-class User:
-    """One in-memory chat connection, read line by line."""
-
-    def __init__(self, chat: Chat, connection: MemoryConnection) -> None:
-        self.chat = chat
-        self.connection = connection
-        self.protocol: ChatProtocol = connection.server
-        self.seen = 0
-
-    def send(self, *lines: str | bytes) -> None:
-        """Send C{lines}, then let every connection move its bytes."""
-        data = b"".join((x if isinstance(x, bytes) else x.encode()) + b"\n" for x in lines)
-        self.connection.clientSends(data)
-        self.chat.flush()
-
-    def lines(self) -> list[str]:
-        """The lines received since the last call."""
-        self.chat.flush()
-        data = self.connection.received()
-        new, self.seen = data[self.seen :], len(data)
-        return new.decode().split("\r\n")[:-1]
-
-    @property
-    def closed(self) -> bool:
-        return bool(self.connection.client.closed.called)
-
-
-class Chat:
-    """A chat factory on a memory clock, and users connected to it."""
-
-    def __init__(self, hub: ChatHub | None = None, **kwargs: Any) -> None:
-        self.clock = MemoryReactorClock()
-        self.hub = hub if hub is not None else ChatHub(clock=self.clock.seconds)
-        self.factory = ChatFactory(self.hub, reactor=self.clock, **kwargs)
-        self.ports = iter(range(40000, 50000))
-        self.users: list[User] = []
-
-    def connect(self) -> User:
-        peer = IPv4Address("TCP", "127.0.0.1", next(self.ports))
-        user = User(self, connectInMemory(self.factory, clock=self.clock, peer=peer))
-        self.users.append(user)
-        return user
-
-    def flush(self) -> None:
-        """Move bytes on every connection until none moves (one pump per connection)."""
-        while any([user.connection.pump.flush() for user in self.users]):
-            pass
-
-    def joined(self, *nicks: str) -> list[User]:
-        """Users that picked C{nicks} as their first line, with what they saw cleared."""
-        users = []
-        for nick in nicks:
-            user = self.connect()
-            user.send(f"/nick {nick}")
-            users.append(user)
-        self.advance(1)
-        for user in users:
-            user.lines()
-        return users
-
-    def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-        self.flush()
+from tests.chat.memorychat import Chat
 
 
 def test_welcome_then_join_with_history_after_delay() -> None:
@@ -109,7 +38,7 @@ def test_first_line_nick_joins_under_that_nick() -> None:
     bob = chat.connect()
     bob.send("/nick bob")
     assert alice.lines() == ["*** bob joined #lobby"]
-    assert bob.lines()[1:] == ["*** you are now known as bob", "*** end of history"]
+    assert bob.lines()[1:] == ["*** guest2 is now known as bob", "*** end of history"]
 
 
 def test_long_line_refused_connection_kept() -> None:
