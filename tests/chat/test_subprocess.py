@@ -149,8 +149,9 @@ def test_unwritable_chat_log_is_one_line_exit_2(tmp_path: Path) -> None:
     from tests.support import TWISTD
 
     log = str(tmp_path / "missing" / "chat.log")
+    listen = "tcp:0:interface=127.0.0.1"
     result = subprocess.run(
-        [TWISTD, "--pidfile=", "-n", "tcplab-chat", "--listen", "tcp:0", "--chat-log", log],
+        [TWISTD, "--pidfile=", "-n", "tcplab-chat", "--listen", listen, "--chat-log", log],
         capture_output=True,
         timeout=60,
         cwd=tmp_path,
