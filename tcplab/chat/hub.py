@@ -173,6 +173,7 @@ class ChatHub:
             and there are too many.
         """
         member = self._member(participant)
+        self._expireRooms()
         name = wire.normalizeRoom(roomName)
         if name is None:
             raise ChatError(f"invalid room name {roomName!r}: {wire.ROOM_RULES}")
