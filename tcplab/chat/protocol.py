@@ -151,7 +151,11 @@ class ChatProtocol(LineProtocol):
 
     def receive(self, delivery: Delivery) -> None:
         """Render what the hub hands us (once for a whole room) and queue it."""
-        self.output.deliver(self.factory.render(delivery))
+        render = self.factory.render
+        # The renderer's memory inlined: this runs once per member per line.
+        if delivery is not render.last:
+            render(delivery)
+        self.output.deliver(render.lastBytes)
 
     def reply(self, data: bytes) -> None:
         """Queue a line made for this connection only (errors, command replies)."""

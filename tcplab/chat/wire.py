@@ -169,18 +169,20 @@ class Renderer:
     every member gets the same bytes object (which L{WriteBatch} shares).
     """
 
-    __slots__ = ("_last", "_lastBytes")
+    __slots__ = ("last", "lastBytes")
 
     def __init__(self) -> None:
-        self._last: Delivery | None = None
-        self._lastBytes = b""
+        self.last: Delivery | None = None
+        """The delivery rendered last."""
+        self.lastBytes = b""
+        """Its bytes."""
 
     def __call__(self, delivery: Delivery) -> bytes:
         """The bytes for C{delivery}, formatted at most once in a row."""
-        if delivery is not self._last:
-            self._lastBytes = render(delivery)
-            self._last = delivery
-        return self._lastBytes
+        if delivery is not self.last:
+            self.lastBytes = render(delivery)
+            self.last = delivery
+        return self.lastBytes
 
 
 def paginate(
