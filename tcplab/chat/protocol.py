@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from tcplab.addresses import describeAddress
 from tcplab.auth import Authenticator, LoginFailed
-from tcplab.chat import names, wire
+from tcplab.chat import commands, names, wire
 from tcplab.chat.events import Delivery
 from tcplab.chat.flood import TokenBucket
 from tcplab.chat.hub import ChatError, ChatHub
@@ -36,9 +36,6 @@ from tcplab.sending import BatchedWriter, WriteBatch
 MAX_LINE = 512
 """Longest accepted line in bytes, without its line end (as IRC)."""
 
-MAX_REPLY = 512
-"""Longest reply line the server builds (C{/who}, C{/rooms} pages), in bytes."""
-
 FLOOD_RATE = 5.0
 """Lines per second a connection may send on average."""
 
@@ -50,28 +47,6 @@ MAX_PENDING = 256 * 1024
 
 JOIN_DELAY = 0.25
 """Seconds to wait for a first ``/nohistory`` or ``/nick`` before joining the default room."""
-
-HELP = [
-    "commands:",
-    "  /nick NAME [PASSWORD]  change your nickname (" + names.NICK_RULES + ")",
-    "  /who [PAGE]            who is in this room",
-    "  /msg NICK TEXT         private message",
-    "  /me ACTION             say what you do",
-    "  /join ROOM [nohistory] move to ROOM (created if new)",
-    "  /rooms [PAGE]          list rooms",
-    "  /nohistory             (first line only) skip the history replay",
-    "  /quit [REASON]         leave (the line 'exit' does too)",
-    "  //TEXT                 send a line that starts with '/'",
-]
-
-
-def pageNumber(rest: str, usage: str) -> int:
-    """The page asked for by C{/who 2} or C{/rooms 2} (1 when none)."""
-    if not rest:
-        return 1
-    if not rest.isdigit() or not rest.isascii():
-        raise ChatError(f"usage: {usage}")
-    return int(rest)
 
 
 @implementer(IPushProducer, IGracefulStop)
@@ -231,10 +206,10 @@ class ChatProtocol(LineProtocol):
         """Run a command (or say C{message}), turning a refusal into an error line."""
         try:
             if command is not None:
-                self.runCommand(*command)
+                commands.run(self, *command)
             else:
                 self.factory.hub.say(self, message)
-                self.factory.metrics.increment("tcplab_chat_messages_total", kind="message")
+                self.factory.metrics.increment(commands.MESSAGES, kind="message")
         except ChatError as e:
             self.reply(wire.error(str(e)))
 
@@ -267,50 +242,6 @@ class ChatProtocol(LineProtocol):
         self.reply(
             wire.error(f"line too long ({size} bytes, at most {self.maxLineLength}); not sent")
         )
-
-    def runCommand(self, name: str, rest: str) -> None:
-        """Carry out one slash command."""
-        hub = self.factory.hub
-        metrics = self.factory.metrics
-        if name == "nick":
-            newNick, _, password = rest.partition(" ")
-            self.changeNick(newNick, password.strip())
-        elif name == "who":
-            room = hub.roomOf(self)
-            if room is None:
-                raise ChatError("you are not in a room: /join ROOM")
-            text, _ = wire.paginate(
-                f"in {room}", hub.usersIn(room), pageNumber(rest, "/who [PAGE]"), MAX_REPLY, "/who"
-            )
-            self.reply(wire.notice(text))
-        elif name == "msg":
-            target, _, message = rest.partition(" ")
-            if not target or not message.strip():
-                raise ChatError("usage: /msg NICK TEXT")
-            hub.whisper(self, target, message.strip())
-            metrics.increment("tcplab_chat_messages_total", kind="private")
-        elif name == "me":
-            if not rest:
-                raise ChatError("usage: /me ACTION")
-            hub.act(self, rest)
-            metrics.increment("tcplab_chat_messages_total", kind="action")
-        elif name == "join":
-            room, _, option = rest.partition(" ")
-            if not room:
-                raise ChatError("usage: /join ROOM [nohistory]")
-            hub.join(self, room, withHistory=option.strip().lower() != "nohistory")
-        elif name == "rooms":
-            listing = [f"{room} ({n})" for room, n in hub.rooms().items()]
-            page = pageNumber(rest, "/rooms [PAGE]")
-            self.reply(wire.notice(wire.paginate("rooms", listing, page, MAX_REPLY, "/rooms")[0]))
-        elif name == "help":
-            self.reply(b"".join(wire.notice(entry) for entry in HELP))
-        elif name == "quit":
-            self.quit(f"quit: {rest}" if rest else "quit")
-        elif name == "nohistory":
-            raise ChatError("/nohistory only works as the first line")
-        else:
-            raise ChatError(f"unknown command /{name}; try /help")
 
     def changeNick(self, nick: str, password: str) -> None:
         """
@@ -411,9 +342,7 @@ class ChatFactory(Factory):
         self.maxPending = maxPending
         self.authenticator = authenticator or Authenticator([], reactor)
         self.metrics = metrics or Metrics("tcplab-chat")
-        self.metrics.describe(
-            "tcplab_chat_messages_total", "counter", "Chat messages relayed, by kind."
-        )
+        self.metrics.describe(commands.MESSAGES, "counter", "Chat messages relayed, by kind.")
         self.joinDelay = joinDelay
         self.reactor = reactor
         self.render = wire.Renderer()
