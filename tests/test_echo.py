@@ -14,6 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 
 from tcplab.echo import (
@@ -119,7 +120,10 @@ def test_one_definition_of_each_mode_for_tcp_and_udp() -> None:
 
 
 def test_half_close_in_memory_gets_everything() -> None:
-    """A client that half-closes gets its echo, then the server closes."""
+    """A client that half-closes gets its echo, then the server closes (every stream mode)."""
+    for mode in ("echo", "upper", "ack"):
+        protocol = EchoFactory(mode).buildProtocol(None)
+        assert IHalfCloseableProtocol.providedBy(protocol), mode
     connection = served(EchoFactory())
     connection.clientTransport.write(b"last words")
     connection.clientTransport.loseWriteConnection()
