@@ -26,13 +26,16 @@ class FakeDatagramTransport:
         self.sent: list[tuple[bytes, Any]] = []
 
     def getHost(self) -> IPv4Address:
+        """Where we listen."""
         return self.address
 
     def write(self, data: bytes, addr: Any) -> None:
+        """Record a datagram sent."""
         self.sent.append((data, addr))
 
 
 def started(protocol: EchoDatagramProtocol, host: str = "127.0.0.1") -> FakeDatagramTransport:
+    """Start C{protocol} on a fake transport listening on C{host}:7007."""
     transport = FakeDatagramTransport(host)
     protocol.makeConnection(transport)  # type: ignore[arg-type]
     return transport

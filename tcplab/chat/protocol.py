@@ -262,6 +262,7 @@ class ChatProtocol(LineProtocol):
         d = defer.ensureDeferred(self.factory.authenticator.login(account, password, self.peer))
 
         def loggedIn(_: object) -> None:
+            """Take the nickname (unless it was taken meanwhile)."""
             if not self.closing:
                 try:
                     self.factory.hub.rename(self, nick)
@@ -269,11 +270,13 @@ class ChatProtocol(LineProtocol):
                     self.reply(wire.error(str(e)))
 
         def failed(failure: Failure) -> None:
+            """Say the password was wrong."""
             failure.trap(LoginFailed)
             if not self.closing:
                 self.reply(wire.error(f"wrong password for {nick}"))
 
         def joinNow(_: object) -> None:
+            """A first-line login is answered: join now."""
             if self.loginPending:
                 self.loginPending = False
                 self.joinDefault(True)

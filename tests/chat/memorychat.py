@@ -39,6 +39,7 @@ class User:
 
     @property
     def closed(self) -> bool:
+        """Whether the connection is gone."""
         return bool(self.connection.client.closed.called)
 
 
@@ -53,6 +54,7 @@ class Chat:
         self.users: list[User] = []
 
     def connect(self) -> User:
+        """A new user connected from its own port."""
         peer = IPv4Address("TCP", "127.0.0.1", next(self.ports))
         user = User(self, connectInMemory(self.factory, clock=self.clock, peer=peer))
         self.users.append(user)
@@ -76,5 +78,6 @@ class Chat:
         return users
 
     def advance(self, seconds: float) -> None:
+        """Let C{seconds} pass, then move every byte."""
         self.clock.advance(seconds)
         self.flush()

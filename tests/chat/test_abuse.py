@@ -58,6 +58,7 @@ def test_per_address_and_total_limits() -> None:
     limited = ConnectionObserver(chat.factory, "tcplab-chat", maxPerPeer=2, reactor=chat.clock)
 
     def connect(port: int) -> User:
+        """A user from 127.0.0.1:C{port}, through the limits."""
         peer = IPv4Address("TCP", "127.0.0.1", port)
         user = User(chat, connectInMemory(limited, clock=chat.clock, peer=peer))
         chat.users.append(user)

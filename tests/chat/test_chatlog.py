@@ -16,6 +16,7 @@ FULL = "/dev/full"
 
 
 def recordingLog(service: ChatLogService) -> list[Any]:
+    """Record what C{service} logs."""
     events: list[Any] = []
     service.log = Logger(observer=cast(ILogObserver, events.append))
     return events

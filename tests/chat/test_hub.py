@@ -17,15 +17,18 @@ class Member:
         self.received: list[str] = []
 
     def receive(self, delivery: Delivery) -> None:
+        """Record a delivery and the lines it renders to."""
         self.deliveries.append(delivery)
         self.received += wire.render(delivery).decode().split("\r\n")[:-1]
 
     def clear(self) -> list[str]:
+        """Return and forget the lines received so far."""
         seen, self.received = self.received, []
         return seen
 
 
 def joined(hub: ChatHub, nick: str, room: str = "#lobby") -> Member:
+    """A member called C{nick} in C{room}, with what it saw cleared."""
     member = Member()
     hub.connect(member)
     hub.rename(member, nick)

@@ -85,6 +85,7 @@ def test_flood_control_off_with_zero_rate() -> None:
 
 
 def authenticatedChat() -> Chat:
+    """A chat with the account alice (password s3cret)."""
     chat = Chat()
     chat.factory.authenticator = Authenticator(
         [strcred.makeChecker("memory:alice:s3cret")], chat.clock
