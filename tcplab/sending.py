@@ -25,8 +25,7 @@ L{WriteBatch} and L{BatchedWriter}.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -108,8 +107,11 @@ def setNoDelay(transport: Any) -> None:
         setTcpNoDelay(True)
 
 
-OutputSink = Callable[[bytes], None]
-"""Where a L{BatchedWriter} sends its gathered output: writes it out now."""
+class OutputSink(Protocol):
+    """Where a L{BatchedWriter} sends its gathered output (the connection's protocol)."""
+
+    def send(self, data: bytes) -> None:
+        """Write C{data} out now."""
 
 
 class WriteBatch:
@@ -165,7 +167,7 @@ class WriteBatch:
         for writer, data in outgoing:
             if data:
                 try:
-                    writer.send(data)
+                    writer.sink.send(data)
                 except Exception:
                     self.log.failure("sending batched output failed")
 
@@ -177,14 +179,16 @@ class BatchedWriter:
     L{WriteBatch}, and after the iteration the connection's C{send} gets
     them as one buffer -- one system call instead of one per line.
 
-    The protocol owns one (made when it connects) and says how to send.
+    The protocol owns one (made when it connects) and is its sink: it says
+    how to send.  (A sink object, not a bound method: that would cost every
+    idle connection another object.)
     """
 
-    __slots__ = ("_ownOutput", "_runEnd", "_runStart", "batch", "send")  # one per connection
+    __slots__ = ("_ownOutput", "_runEnd", "_runStart", "batch", "sink")  # one per connection
 
-    def __init__(self, batch: WriteBatch, send: OutputSink) -> None:
+    def __init__(self, batch: WriteBatch, sink: OutputSink) -> None:
         self.batch = batch
-        self.send = send
+        self.sink = sink
         self._runStart = -1
         """Where this writer's pending run starts in the batch's lines (or -1)."""
         self._runEnd = -1
@@ -233,7 +237,7 @@ class BatchedWriter:
         """Send the pending output at once (before closing, say)."""
         data = self.takeOutput(self.batch.lines, {})
         if data:
-            self.send(data)
+            self.sink.send(data)
 
     def discard(self) -> None:
         """Forget the pending output (the connection is gone)."""

@@ -115,7 +115,11 @@ class RecordingWriter:
     def __init__(self, batch: WriteBatch) -> None:
         self.sends: list[bytes] = []
         self.delivered: list[bytes] = []
-        self.output = BatchedWriter(batch, self.sends.append)
+        self.output = BatchedWriter(batch, self)
+
+    def send(self, data: bytes) -> None:
+        """Record one send."""
+        self.sends.append(data)
 
     def deliver(self, data: bytes) -> None:
         self.output.deliver(data)

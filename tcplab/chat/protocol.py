@@ -102,7 +102,7 @@ class ChatProtocol(LineProtocol):
     def connectionMade(self) -> None:
         """Greet, take a guest nickname, and join the default room shortly."""
         factory = self.factory
-        self.output = BatchedWriter(factory.writeBatch, self.send)
+        self.output = BatchedWriter(factory.writeBatch, self)
         # The transport pauses us when its buffer is full: that is how a
         # client that stopped reading is noticed (see pauseProducing).
         self.transport.registerProducer(self, True)
