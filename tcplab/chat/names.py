@@ -47,6 +47,7 @@ _SCRIPT_ALIASES = {
     "ARABIC-INDIC": "ARABIC",
     "EXTENDED": "ARABIC",  # EXTENDED ARABIC-INDIC DIGIT ...
     "KANGXI": "HAN",
+    "IDEOGRAPHIC": "HAN",  # IDEOGRAPHIC ITERATION MARK, as in 佐々木
 }
 """Name prefixes that are not the script's own name."""
 
@@ -54,6 +55,7 @@ _AUGMENTED = {
     "HAN": frozenset({"HAN", "JAPANESE", "KOREAN", "CHINESE"}),
     "HIRAGANA": frozenset({"JAPANESE"}),
     "KATAKANA": frozenset({"JAPANESE"}),
+    "KATAKANA-HIRAGANA": frozenset({"JAPANESE"}),  # the prolonged sound mark, as in ラーメン
     "HANGUL": frozenset({"KOREAN"}),
     "BOPOMOFO": frozenset({"CHINESE"}),
 }
