@@ -166,7 +166,9 @@ def test_unwritable_chat_log_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_chat_log_on_a_full_disk() -> None:
     """On a --chat-log of /dev/full the chat goes on; the operator gets one warning line."""
-    with ServerProcess("tcplab-chat", ["--chat-log", "/dev/full"]) as server:
+    metrics = ["--metrics", "tcp:0:interface=127.0.0.1"]
+    with ServerProcess("tcplab-chat", ["--chat-log", "/dev/full", *metrics]) as server:
+        metricsPort = int(server.waitForLine(METRICS_LISTENING).group(1))
         alice, bob = LineClient(server.port), LineClient(server.port)
         alice.send("/nick alice")
         alice.readUntil("end of history")
@@ -178,8 +180,10 @@ def test_chat_log_on_a_full_disk() -> None:
         alice.send("/who")
         assert alice.readUntil("in #lobby")[-1] == "*** in #lobby: alice, bob"
         server.waitForLine(re.compile("cannot write the chat log"))
+        lost = metricValue(scrape(metricsPort), "tcplab_chat_log_errors_total")
         for client in (alice, bob):
             client.close()
+    assert lost == 3
     output = "".join(server.output)
     assert output.count("cannot write the chat log /dev/full: No space left on device") == 1
     assert "Traceback" not in output and "Unhandled" not in output
