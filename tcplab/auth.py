@@ -109,3 +109,21 @@ class Authenticator:
                 except OSError:
                     continue
         return False
+
+    def accountNames(self) -> list[str]:
+        """
+        The accounts of the C{memory:} and C{file:} checkers (chat reserves
+        every nickname that is a form of one); C{unix} cannot list its users.
+        """
+        accounts: list[str] = []
+        for checker in self.checkers:
+            users = getattr(checker, "users", None)
+            if isinstance(users, dict):
+                accounts += [u.decode() if isinstance(u, bytes) else str(u) for u in users]
+            loadCredentials = getattr(checker, "_loadCredentials", None)
+            if loadCredentials is not None:
+                try:
+                    accounts += [name.decode("utf-8", "replace") for name, _ in loadCredentials()]
+                except OSError:
+                    continue
+        return accounts

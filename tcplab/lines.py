@@ -14,6 +14,7 @@ L{LineProtocol} is the thin Twisted adapter over it.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -57,9 +58,30 @@ class LineSplitter:
         """The last line ended in a bare CR: a LF that follows belongs to it."""
         self.completed = 0
         """Lines (and skipped over-long lines) completed so far."""
+        self._ready: deque[Line | LineTooLong] = deque()
+        """Events completed but not yet taken by a caller of L{feed}."""
 
     def feed(self, data: bytes) -> Iterator[Line | LineTooLong]:
-        """Take the next chunk and yield every event it completes."""
+        """
+        Take the next chunk and yield every event not yet taken: those it
+        completes, after any that an earlier caller stopped before taking.
+
+        The chunk is parsed when C{feed} is called, not when the iterator is
+        first advanced, and each event leaves the queue only as it is taken:
+        a consumer that stops early (or never starts) loses nothing, the
+        events it left come first from the next call.
+        """
+        self._parse(data)
+        return self._drain()
+
+    def _drain(self) -> Iterator[Line | LineTooLong]:
+        """Hand out the queued events, each removed as it is taken."""
+        ready = self._ready
+        while ready:
+            yield ready.popleft()
+
+    def _parse(self, data: bytes) -> None:
+        """Split C{data} onto the buffer, queueing each completed event."""
         if self._afterCR and data:
             self._afterCR = False
             if data[:1] == b"\n":
@@ -67,14 +89,15 @@ class LineSplitter:
         pieces = _LINE_END.split(self._buffer + data) if self._buffer else _LINE_END.split(data)
         rest = pieces.pop()
         self.completed += len(pieces)
+        ready = self._ready
         for piece in pieces:
             if self._skipping:
-                yield LineTooLong(self._skipping + len(piece))
+                ready.append(LineTooLong(self._skipping + len(piece)))
                 self._skipping = 0
             elif len(piece) > self.maxLength:
-                yield LineTooLong(len(piece))
+                ready.append(LineTooLong(len(piece)))
             else:
-                yield Line(piece)
+                ready.append(Line(piece))
         if pieces and data.endswith(b"\r"):
             self._afterCR = True
         if self._skipping:

@@ -25,19 +25,24 @@ L{WriteBatch} and L{BatchedWriter}.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet import tcp
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-_QUEUE_STATE = ("_tempDataBuffer", "dataBuffer", "offset", "_writeDisconnected")
-"""The transport attributes the fast path reads to know nothing is queued."""
+TWISTED_INTERNALS = ("_tempDataBuffer", "dataBuffer", "offset", "_writeDisconnected", "socket")
+"""
+The private C{tcp.Connection} attributes the fast path reads (to know nothing
+is queued, and to send).  setup.cfg pins Twisted below its next major
+version while this depends on them; tests/test_sending.py has a canary test.
+"""
 
 
 def canWriteDirectly(transport: Any) -> bool:
     """Whether L{writeDirectly} can take the fast path on C{transport}."""
     return isinstance(transport, tcp.Connection) and all(
-        hasattr(transport, name) for name in _QUEUE_STATE
+        hasattr(transport, name) for name in TWISTED_INTERNALS
     )
 
 
@@ -102,6 +107,13 @@ def setNoDelay(transport: Any) -> None:
         setTcpNoDelay(True)
 
 
+class OutputSink(Protocol):
+    """Where a L{BatchedWriter} sends its gathered output (the connection's protocol)."""
+
+    def send(self, data: bytes) -> None:
+        """Write C{data} out now."""
+
+
 class WriteBatch:
     """
     The output of many connections for one reactor iteration, sent after
@@ -120,13 +132,13 @@ class WriteBatch:
 
     log = Logger()
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: IReactorTime) -> None:
         self.reactor = reactor
         self.lines: list[bytes] = []
         """Everything delivered during this iteration, each line once."""
         self.due: list[BatchedWriter] = []
         """The writers with output to send after this iteration."""
-        self.call: Any = None
+        self.call: IDelayedCall | None = None
 
     def add(self, data: bytes) -> int:
         """Record C{data} (once, if delivered to several in a row); its index."""
@@ -155,33 +167,34 @@ class WriteBatch:
         for writer, data in outgoing:
             if data:
                 try:
-                    writer.send(data)
+                    writer.sink.send(data)
                 except Exception:
                     self.log.failure("sending batched output failed")
 
 
 class BatchedWriter:
     """
-    Mixin for a protocol that delivers many small writes per reactor
-    iteration (a chat fan-out): L{deliver} gathers them in the shared
-    L{WriteBatch}, and after the iteration each connection gets one
-    L{send} -- one system call instead of one per line.
+    The output of one connection that is delivered many small writes per
+    reactor iteration (a chat fan-out): L{deliver} gathers them in a shared
+    L{WriteBatch}, and after the iteration the connection's C{send} gets
+    them as one buffer -- one system call instead of one per line.
 
-    An idle connection pays nothing: the state below lives on the class
-    until a delivery sets it.
+    The protocol owns one (made when it connects) and is its sink: it says
+    how to send.  (A sink object, not a bound method: that would cost every
+    idle connection another object.)
     """
 
-    writeBatch: WriteBatch
-    _runStart = -1
-    """Where this writer's pending run starts in the batch's lines (or -1)."""
-    _runEnd = -1
-    """Where it ends (exclusive)."""
-    _ownOutput: list[bytes] | None = None
-    """Pending output that is not a single run of the batch's lines."""
+    __slots__ = ("_ownOutput", "_runEnd", "_runStart", "batch", "sink")  # one per connection
 
-    def send(self, data: bytes) -> None:
-        """Write C{data} out now (the protocol says how)."""
-        raise NotImplementedError
+    def __init__(self, batch: WriteBatch, sink: OutputSink) -> None:
+        self.batch = batch
+        self.sink = sink
+        self._runStart = -1
+        """Where this writer's pending run starts in the batch's lines (or -1)."""
+        self._runEnd = -1
+        """Where it ends (exclusive)."""
+        self._ownOutput: list[bytes] | None = None
+        """Pending output that is not a single run of the batch's lines."""
 
     def deliver(self, data: bytes) -> None:
         """Send C{data} after this reactor iteration, with everything else due then."""
@@ -189,7 +202,7 @@ class BatchedWriter:
         if own is not None:
             own.append(data)
             return
-        batch = self.writeBatch
+        batch = self.batch
         index = batch.add(data)
         if self._runStart < 0:
             self._runStart, self._runEnd = index, index + 1
@@ -222,11 +235,11 @@ class BatchedWriter:
 
     def flushNow(self) -> None:
         """Send the pending output at once (before closing, say)."""
-        data = self.takeOutput(self.writeBatch.lines, {})
+        data = self.takeOutput(self.batch.lines, {})
         if data:
-            self.send(data)
+            self.sink.send(data)
 
-    def discardOutput(self) -> None:
+    def discard(self) -> None:
         """Forget the pending output (the connection is gone)."""
         self._ownOutput = None
         self._runStart = self._runEnd = -1

@@ -1,96 +1,145 @@
-"""Tests for L{tcplab.echo}: protocols in memory and over real loopback sockets."""
+"""
+Tests for L{tcplab.echo}'s TCP side: the protocols over the in-memory pair,
+and a loopback smoke test plus the backpressure test over real sockets
+(backpressure is the real transport's buffer filling up).  UDP is in
+tests/test_echo_udp.py.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints
-from twisted.internet.protocol import Protocol
-from twisted.internet.testing import StringTransport
-from twisted.test import iosim
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Factory, Protocol
 
 from tcplab.echo import (
-    AckProtocol,
+    MODES,
     CountingLineProtocol,
     EchoDatagramProtocol,
     EchoFactory,
-    EchoProtocol,
+    replyFor,
 )
 from tcplab.observe import ConnectionObserver
 from tcplab.sending import BULK_READ_SIZE
+from tests.memory import MemoryConnection, connectInMemory
 from tests.support import Collector, Loopback, reactor, waitUntil
 
 
-def connectInMemory(server: Protocol) -> tuple[Collector, iosim.IOPump]:
-    client = Collector()
-    _, _, pump = iosim.connectedServerAndClient(lambda: server, lambda: client)
-    return client, pump
+def served(factory: Any) -> MemoryConnection:
+    """An in-memory client connected to C{factory}'s protocol."""
+    return connectInMemory(factory)
 
 
 def test_echo_in_memory_is_identity() -> None:
     """Every byte, including NUL and high bytes, comes back unchanged."""
-    client, pump = connectInMemory(EchoProtocol())
+    connection = served(EchoFactory())
     payload = bytes(range(256)) * 4
-    client.transport.write(payload)
-    pump.flush()
-    assert bytes(client.received) == payload
+    connection.clientSends(payload)
+    assert connection.received() == payload
 
 
 def test_upper_mode() -> None:
     """Upper mode changes ASCII letters only and leaves other bytes alone."""
-    client, pump = connectInMemory(EchoFactory("upper").buildProtocol(None))
-    client.transport.write(b"hello \xc3\xa9 world\x00")
-    pump.flush()
-    assert bytes(client.received) == b"HELLO \xc3\xa9 WORLD\x00"
+    connection = served(EchoFactory("upper"))
+    connection.clientSends(b"hello \xc3\xa9 world\x00")
+    assert connection.received() == b"HELLO \xc3\xa9 WORLD\x00"
 
 
 def test_ack_mode_one_ack_per_read() -> None:
     """Ack mode answers each chunk read with the configured text and a line end."""
-    protocol = AckProtocol(b"ok")
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    protocol.dataReceived(b"first")
-    protocol.dataReceived(b"second")
-    assert transport.value() == b"ok\r\nok\r\n"
+    connection = served(EchoFactory("ack", ack=b"ok"))
+    connection.clientSends(b"first")
+    connection.clientSends(b"second")
+    assert connection.received() == b"ok\r\nok\r\n"
 
 
 def test_count_mode_banner_count_exit() -> None:
     """Count mode greets, numbers each line, and says bye and closes on exit."""
-    protocol = CountingLineProtocol(banner=b"hi there")
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    protocol.dataReceived(b"hello\r\nworld\nexit\nignored\n")
-    assert transport.value() == b"hi there\r\n1: hello\r\n2: world\r\nbye\r\n"
-    assert transport.disconnecting
+    connection = served(EchoFactory("count", banner=b"hi there"))
+    connection.clientSends(b"hello\r\nworld\nexit\nignored\n")
+    assert connection.received() == b"hi there\r\n1: hello\r\n2: world\r\nbye\r\n"
+    assert connection.client.closed.called
+
+
+def test_count_mode_waits_for_the_line_end() -> None:
+    """By default count mode answers lines: 'hello' without a newline waits for the rest."""
+    connection = served(EchoFactory("count", banner=b""))
+    connection.clientSends(b"hel")
+    connection.clientSends(b"lo")
+    assert connection.received() == b""
+    connection.clientSends(b"\n")
+    assert connection.received() == b"1: hello\r\n"
+
+
+def test_count_mode_per_read_answers_every_read() -> None:
+    """With perRead, each read is numbered at once, line end or not; 'exit' closes."""
+    connection = served(EchoFactory("count", banner=b"hi", perRead=True))
+    connection.clientSends(b"hello")
+    assert connection.received() == b"hi\r\n1: hello\r\n"
+    connection.clientSends(b"again\n")
+    connection.clientSends(b"exit")
+    assert connection.received() == b"hi\r\n1: hello\r\n2: again\r\nbye\r\n"
+    assert connection.client.closed.called
 
 
 def test_count_mode_long_line_survives() -> None:
     """An over-long line gets an error line and the connection goes on."""
     protocol = CountingLineProtocol(banner=b"", maxLineLength=8)
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    protocol.dataReceived(b"x" * 50 + b"\nshort\n")
-    assert transport.value() == b"error: line too long (50 bytes, at most 8)\r\n1: short\r\n"
-    assert not transport.disconnecting
+    factory = Factory.forProtocol(lambda: protocol)
+    connection = served(factory)
+    connection.clientSends(b"x" * 50 + b"\nshort\n")
+    assert connection.received() == b"error: line too long (50 bytes, at most 8)\r\n1: short\r\n"
+    assert not connection.client.closed.called
 
 
 def test_unknown_mode_rejected() -> None:
     """An unknown mode name is a ValueError, not a silent RFC 862 echo."""
     with pytest.raises(ValueError, match="unknown echo mode"):
         EchoFactory("shout")
+    with pytest.raises(ValueError, match="unknown echo mode"):
+        EchoDatagramProtocol("shout")
 
 
-def test_udp_reply_modes() -> None:
-    """The UDP protocol answers each datagram according to its mode."""
-    assert EchoDatagramProtocol().reply(b"abc") == b"abc"
-    assert EchoDatagramProtocol("upper").reply(b"abc") == b"ABC"
-    assert EchoDatagramProtocol("ack", b"got").reply(b"abc") == b"got"
-    counting = EchoDatagramProtocol("count")
-    assert [counting.reply(b"a"), counting.reply(b"b")] == [b"1: a", b"2: b"]
+def test_one_definition_of_each_mode_for_tcp_and_udp() -> None:
+    """The TCP protocols and the UDP protocol answer a message with the same replyFor."""
+    assert replyFor("echo")(b"abc") == b"abc"
+    assert replyFor("upper")(b"abc") == b"ABC"
+    assert replyFor("ack", b"got")(b"abc") == b"got"
+    counting = replyFor("count")
+    assert [counting(b"a"), counting(b"b")] == [b"1: a", b"2: b"]
+    for mode in MODES:
+        tcp = served(EchoFactory(mode, ack=b"got", banner=b"", perRead=True))
+        tcp.clientSends(b"abc")
+        assert tcp.received().rstrip(b"\r\n") == replyFor(mode, b"got")(b"abc"), mode
+        assert EchoDatagramProtocol(mode, b"got").reply(b"abc") == replyFor(mode, b"got")(b"abc")
+
+
+def test_half_close_in_memory_gets_everything() -> None:
+    """A client that half-closes gets its echo, then the server closes (every stream mode)."""
+    for mode in ("echo", "upper", "ack"):
+        protocol = EchoFactory(mode).buildProtocol(None)
+        assert IHalfCloseableProtocol.providedBy(protocol), mode
+    connection = served(EchoFactory())
+    connection.clientTransport.write(b"last words")
+    connection.clientTransport.loseWriteConnection()
+    connection.flush()
+    assert connection.received() == b"last words"
+    assert connection.client.closed.called
+
+
+def test_many_clients_each_get_their_own_bytes() -> None:
+    """Fifty clients of one factory each get exactly their own bytes back."""
+    factory = EchoFactory()
+    connections = [served(factory) for _ in range(50)]
+    payloads = [os.urandom(4096) for _ in connections]
+    for connection, payload in zip(connections, payloads):
+        connection.clientSends(payload)
+    assert [c.received() for c in connections] == payloads
 
 
 def observed(factory: Any) -> ConnectionObserver:
@@ -107,30 +156,6 @@ async def test_large_binary_stream(loopback: Loopback) -> None:
     client.transport.write(payload)
     received = await client.waitFor(len(payload))
     assert received == payload
-
-
-@pytest_twisted.ensureDeferred
-async def test_half_close_gets_everything(loopback: Loopback) -> None:
-    """A client that shuts down its sending side still receives all its echo, then EOF."""
-    port = await loopback.listen(observed(EchoFactory()))
-    client = await loopback.connect(port)
-    payload = os.urandom(1024 * 1024)
-    client.transport.write(payload)
-    client.transport.loseWriteConnection()
-    await client.closed
-    assert bytes(client.received) == payload
-
-
-@pytest_twisted.ensureDeferred
-async def test_many_concurrent_clients(loopback: Loopback) -> None:
-    """Fifty clients at once each get exactly their own bytes back."""
-    port = await loopback.listen(observed(EchoFactory()))
-    clients = [await loopback.connect(port) for _ in range(50)]
-    payloads = [os.urandom(32 * 1024) for _ in clients]
-    for client, payload in zip(clients, payloads):
-        client.transport.write(payload)
-    results = await defer.gatherResults([c.waitFor(len(p)) for c, p in zip(clients, payloads)])
-    assert results == payloads
 
 
 class Flooder(Protocol):
@@ -204,77 +229,37 @@ async def test_backpressure_on_client_that_never_reads(loopback: Loopback) -> No
     assert bytes(flooder.received[: len(Flooder.chunk)]) == Flooder.chunk
 
 
-@pytest_twisted.ensureDeferred
-async def test_count_mode_over_tcp(loopback: Loopback) -> None:
-    """Count mode over a real socket: banner, numbered replies, exit closes."""
-    port = await loopback.listen(observed(EchoFactory("count", banner=b"welcome")))
-    client = await loopback.connect(port)
-    client.transport.write(b"a\r\nb\nexit\n")
-    await client.closed
-    assert bytes(client.received) == b"welcome\r\n1: a\r\n2: b\r\nbye\r\n"
-
-
-@pytest_twisted.ensureDeferred
-async def test_connection_limits_refuse_with_reason(loopback: Loopback) -> None:
+def test_connection_limits_refuse_with_reason() -> None:
     """Past --max-per-ip a new peer is told why and closed; the others stay served."""
     factory = ConnectionObserver(EchoFactory(), "tcplab-echo", maxPerPeer=2)
-    port = await loopback.listen(factory)
-    first = await loopback.connect(port)
-    second = await loopback.connect(port)
-    third = await loopback.connect(port)
-    await third.closed
-    assert b"too many connections from 127.0.0.1" in bytes(third.received)
-    first.transport.write(b"ok")
-    assert await first.waitFor(2) == b"ok"
-    second.transport.abortConnection()
-    await second.closed
-    await waitUntil(lambda: factory.perPeer["127.0.0.1"] == 1)
-    fourth = await loopback.connect(port)
-    fourth.transport.write(b"in")
-    assert await fourth.waitFor(2) == b"in"
+    first, second, third = (
+        connectInMemory(factory, peer=IPv4Address("TCP", "127.0.0.1", port))
+        for port in (40001, 40002, 40003)
+    )
+    assert b"too many connections from 127.0.0.1" in third.received()
+    assert third.client.closed.called
+    first.clientSends(b"ok")
+    assert first.received() == b"ok"
+    second.clientTransport.loseConnection()
+    second.flush()
+    assert factory.perPeer["127.0.0.1"] == 1
+    fourth = connectInMemory(factory, peer=IPv4Address("TCP", "127.0.0.1", 40004))
+    fourth.clientSends(b"in")
+    assert fourth.received() == b"in"
 
 
-@pytest_twisted.ensureDeferred
-async def test_udp_echo_over_loopback() -> None:
-    """A UDP datagram sent to the server comes back to its sender."""
-    port = reactor().listenUDP(0, EchoDatagramProtocol("upper"), interface="127.0.0.1")
-    try:
-        number = port.getHost().port
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.sendto(b"ping", ("127.0.0.1", number))
-        replies: list[bytes] = []
-
-        def readable() -> bool:
-            try:
-                replies.append(sock.recv(2048))
-            except BlockingIOError:
-                return False
-            return True
-
-        await waitUntil(readable)
-        sock.close()
-        assert replies == [b"PING"]
-    finally:
-        await port.stopListening()
-
-
-@pytest_twisted.ensureDeferred
-async def test_trace_lines_for_each_chunk(loopback: Loopback) -> None:
+def test_trace_lines_for_each_chunk() -> None:
     """--trace logs the connection, each chunk with size and direction, and the close."""
     lines: list[str] = []
     factory = ConnectionObserver(
         EchoFactory(), "tcplab-echo", traceSink=lines.append, hexdump=True
     )
-    port = await loopback.listen(factory)
-    client = await loopback.connect(port)
-    client.transport.write(b"hello")
-    await client.waitFor(5)
-    client.transport.loseConnection()
-    await client.closed
-    await waitUntil(lambda: any("connection closed" in line for line in lines))
+    connection = connectInMemory(factory)
+    connection.clientSends(b"hello")
+    connection.clientTransport.loseConnection()
+    connection.flush()
     text = "\n".join(lines)
-    assert "connection opened" in text
+    assert "connection opened" in text and "connection closed" in text
     assert "< read 5 bytes" in text
     assert "> wrote 5 bytes" in text
     assert "68 65 6c 6c 6f" in text and "|hello|" in text

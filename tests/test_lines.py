@@ -118,3 +118,18 @@ def test_protocol_dispatch_and_stop_after_close() -> None:
     assert protocol.events == [b"hi", 10, b"stop"]
     protocol.sendLine(b"x")
     assert transport.value() == b"x\r\n"
+
+
+def test_consumer_that_stops_early_loses_nothing() -> None:
+    """Take one event from feed(b"a\\nb\\nc"), then feed(b"\\n") still gives b and c."""
+    splitter = LineSplitter()
+    assert next(splitter.feed(b"a\nb\nc")) == Line(b"a")
+    assert list(splitter.feed(b"\n")) == [Line(b"b"), Line(b"c")]
+    assert splitter.pending == b"" and splitter.completed == 3
+
+
+def test_feed_updates_state_before_the_first_event() -> None:
+    """A generator that is never advanced still takes its chunk in."""
+    splitter = LineSplitter()
+    splitter.feed(b"abandoned\npart")  # never iterated
+    assert list(splitter.feed(b"ial\n")) == [Line(b"abandoned"), Line(b"partial")]

@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from tcplab.observe import ConnectionObserver
-from tcplab.sending import BatchedWriter, WriteBatch, canWriteDirectly
+from tcplab.sending import TWISTED_INTERNALS, BatchedWriter, WriteBatch, canWriteDirectly
 from tests.support import Loopback, waitUntil
 
 
@@ -89,21 +89,43 @@ async def test_write_to_a_reset_peer_closes_quietly(loopback: Loopback) -> None:
     await server.transport.closed
 
 
+@pytest_twisted.ensureDeferred
+async def test_canary_twisted_internals_of_the_fast_path(loopback: Loopback) -> None:
+    """
+    Canary: a real TCP transport still has every private attribute the direct
+    write path reads; when a Twisted release renames one, this fails loudly
+    instead of every server silently losing the fast path.
+    """
+    server, _ = await directConnection(loopback)
+    transport = server.transport.transport
+    missing = [name for name in TWISTED_INTERNALS if not hasattr(transport, name)]
+    assert not missing, f"Twisted changed tcp.Connection: {missing} gone; see tcplab/sending.py"
+    assert canWriteDirectly(transport)
+    assert isinstance(transport._tempDataBuffer, list) and transport.dataBuffer == b""
+
+
 def test_other_transports_use_their_own_write() -> None:
     """Anything but a TCP connection (here an in-memory one) is written to as usual."""
     assert not canWriteDirectly(StringTransport())
 
 
-class RecordingWriter(BatchedWriter):
-    """A batched writer that records each send."""
+class RecordingWriter:
+    """A connection's batched output whose sends are recorded."""
 
     def __init__(self, batch: WriteBatch) -> None:
-        self.writeBatch = batch
         self.sends: list[bytes] = []
         self.delivered: list[bytes] = []
+        self.output = BatchedWriter(batch, self)
 
     def send(self, data: bytes) -> None:
+        """Record one send."""
         self.sends.append(data)
+
+    def deliver(self, data: bytes) -> None:
+        self.output.deliver(data)
+
+    def flushNow(self) -> None:
+        self.output.flushNow()
 
     def deliverRecorded(self, data: bytes) -> None:
         self.delivered.append(data)

@@ -1,11 +1,13 @@
 """
 The chat's state and rules, free of any network code.
 
-L{ChatHub} holds the rooms, the nicknames and each room's history, and does
-the relaying: a message is formatted once into bytes and handed to every
-member's C{deliver}.  Line protocols are members; so can be anything else
-with a C{nick}, a C{room} and a C{deliver(bytes)} -- which is how tests and
-other programs drive the hub without sockets.
+L{ChatHub} holds the rooms, each participant's nickname and room (in its
+own records: participants are never written to), and each room's history.
+It emits typed events (L{tcplab.chat.events}): one L{ChatEvent} object per
+happening, handed to every member of the room concerned and to observers.
+A participant is anything with a C{receive(delivery)} method -- the line
+protocol renders what it receives as bytes; tests and other programs drive
+the hub with plain objects.
 
 Embedding API (see the README for a bot)::
 
@@ -24,62 +26,71 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Protocol
 
-from tcplab.chat import text as wire
+from twisted.logger import Logger
+
+from tcplab.chat import names, wire
+from tcplab.chat.events import (
+    ChatEvent,
+    Delivery,
+    EventKind,
+    HistoryReplay,
+    Notice,
+    PrivateMessage,
+)
+
+__all__ = ["ChatError", "ChatEvent", "ChatHub", "ChatParticipant", "Room"]
 
 DEFAULT_ROOM = "#lobby"
 DEFAULT_HISTORY = 50
 DEFAULT_ANNOUNCE_LIMIT = 1000
 """Rooms larger than this hear no join and leave notices (as Twitch chat does)."""
+DEFAULT_MAX_ROOMS = 1000
+"""Rooms that may exist at once (the default room included)."""
+DEFAULT_ROOM_EXPIRY = 600.0
+"""Seconds an empty room keeps its history before it is freed."""
 
 
 class ChatError(Exception):
     """A request the hub refuses; the message is shown to the user."""
 
 
-class ChatMember(Protocol):
-    """What the hub needs of a participant."""
+class ChatParticipant(Protocol):
+    """What the hub needs of a participant: somewhere to hand what it hears."""
 
-    nick: str
-    room: Room | None
-
-    def deliver(self, data: bytes) -> None:
-        """Send one or more formatted lines to this participant."""
-
-
-@dataclass(frozen=True)
-class ChatEvent:
-    """
-    Something that happened in a room, as observers see it.
-
-    @ivar kind: C{message}, C{action}, C{announcement}, C{join}, C{leave}
-        or C{nick}.
-    @ivar text: the (sanitised) text; for C{nick}, the new nickname.
-    """
-
-    kind: str
-    room: str
-    nick: str | None
-    text: str
-    time: float
+    def receive(self, delivery: Delivery) -> None:
+        """Take one event, private message, notice or history replay."""
 
 
 @dataclass(eq=False)
 class Room:
-    """A room: its members, in joining order, and its recent history."""
+    """A room: its members, in joining order, and its recent messages."""
 
     name: str
     historySize: int
-    members: dict[ChatMember, None] = field(default_factory=dict)
-    history: deque[bytes] = field(init=False)
+    members: dict[ChatParticipant, None] = field(default_factory=dict)
+    history: deque[ChatEvent] = field(init=False)
 
     def __post_init__(self) -> None:
         self.history = deque(maxlen=self.historySize)
 
-    def broadcast(self, data: bytes, exclude: ChatMember | None = None) -> None:
-        """Deliver C{data} to every member but C{exclude}."""
-        for member in self.members:
-            if member is not exclude:
-                member.deliver(data)
+    def broadcast(self, delivery: Delivery, exclude: ChatParticipant | None = None) -> None:
+        """Hand C{delivery} (one object for all) to every member but C{exclude}."""
+        for participant in self.members:
+            if participant is not exclude:
+                participant.receive(delivery)
+
+
+@dataclass(slots=True, eq=False)
+class Member:
+    """The hub's record of one participant."""
+
+    participant: ChatParticipant
+    nick: str
+    key: str
+    """L{names.nickKey} of the nickname: what uniqueness is decided on."""
+    skeleton: str
+    """L{names.skeleton} of the nickname: what look-alikes are caught with."""
+    room: Room | None = None
 
 
 class ChatHub:
@@ -94,7 +105,14 @@ class ChatHub:
         size: in a room of thousands, mostly idle, that is all the server
         would do.  C{/who} still tells who is there, and observers still
         see every join and leave.
+    @ivar maxRooms: how many rooms may exist at once (0: no limit); a new
+        room past it is refused.
+    @ivar roomExpiry: seconds an empty room keeps its history before the
+        room is freed (an empty room without history goes at once).  The
+        default room is never freed.
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -102,130 +120,171 @@ class ChatHub:
         defaultRoom: str = DEFAULT_ROOM,
         clock: Callable[[], float] = time.time,
         announceLimit: int = DEFAULT_ANNOUNCE_LIMIT,
+        maxRooms: int = DEFAULT_MAX_ROOMS,
+        roomExpiry: float = DEFAULT_ROOM_EXPIRY,
     ) -> None:
         self.historySize = historySize
         self.announceLimit = announceLimit
-        self.defaultRoom = defaultRoom
+        self.maxRooms = maxRooms
+        self.roomExpiry = roomExpiry
+        self.defaultRoom = wire.normalizeRoom(defaultRoom) or DEFAULT_ROOM
         self.clock = clock
-        self.nicks: dict[str, ChatMember] = {}
+        self._members: dict[ChatParticipant, Member] = {}
+        self._nicks: dict[str, Member] = {}
+        self._skeletons: dict[str, Member] = {}
         self._rooms: dict[str, Room] = {}
+        self._emptySince: dict[str, float] = {}
+        """Empty rooms with history, oldest first, with when they emptied."""
         self._observers: list[Callable[[ChatEvent], None]] = []
         self._guestNumbers = count(1)
 
     # Membership
 
-    def connect(self, member: ChatMember) -> str:
+    def connect(self, participant: ChatParticipant) -> str:
         """Give a new participant a free guest nickname and return it."""
         while True:
             nick = f"guest{next(self._guestNumbers)}"
-            if nick not in self.nicks:  # already folded
+            skeleton = names.skeleton(nick)
+            if nick not in self._nicks and skeleton not in self._skeletons:
                 break
-        member.nick = nick
-        member.room = None
-        self.nicks[nick] = member
+        member = Member(participant, nick, nick, skeleton)
+        self._members[participant] = member
+        self._nicks[nick] = member
+        self._skeletons[skeleton] = member
         return nick
 
-    def disconnect(self, member: ChatMember, reason: str) -> None:
+    def disconnect(self, participant: ChatParticipant, reason: str) -> None:
         """Remove a participant everywhere, telling its room why it left."""
-        self._leaveRoom(member, reason)
-        if self.nicks.get(member.nick.casefold()) is member:
-            del self.nicks[member.nick.casefold()]
+        member = self._members.pop(participant, None)
+        if member is None:
+            return
+        self._leaveRoom(member, wire.sanitize(reason))
+        if self._nicks.get(member.key) is member:
+            del self._nicks[member.key]
+        if self._skeletons.get(member.skeleton) is member:
+            del self._skeletons[member.skeleton]
 
-    def join(self, member: ChatMember, roomName: str, withHistory: bool = True) -> Room:
+    def join(self, participant: ChatParticipant, roomName: str, withHistory: bool = True) -> str:
         """
-        Move C{member} into a room (created on first use), replaying its
-        history unless C{withHistory} is false.
+        Move a participant into a room (created on first use), replaying its
+        history unless C{withHistory} is false; return the room's name.
 
-        @raise ChatError: the room name is invalid.
+        @raise ChatError: the room name is invalid, or the room would be new
+            and there are too many.
         """
+        member = self._member(participant)
+        self._expireRooms()
         name = wire.normalizeRoom(roomName)
         if name is None:
-            raise ChatError(f"invalid room name {roomName!r}")
+            raise ChatError(f"invalid room name {roomName!r}: {wire.ROOM_RULES}")
         if member.room is not None and member.room.name == name:
             raise ChatError(f"you are already in {name}")
+        room = self._room(name)
         self._leaveRoom(member, f"joined {name}")
-        room = self._rooms.get(name)
-        if room is None:
-            room = self._rooms[name] = Room(name, self.historySize)
-        self._announceArrivalOrDeparture(room, f"{member.nick} joined {name}")
-        room.members[member] = None
+        event = ChatEvent("join", name, member.nick, "", self.clock())
+        self._announceArrivalOrDeparture(room, event)
+        room.members[participant] = None
+        self._emptySince.pop(name, None)
         member.room = room
-        self._emit("join", room, member.nick, "")
         if withHistory and self.historySize:
-            replay = b"".join(room.history) + wire.line(wire.END_OF_HISTORY)
-            member.deliver(replay)
-        return room
+            participant.receive(HistoryReplay(name, tuple(room.history)))
+        # After the replay, so that what an observer says in answer (a bot's
+        # greeting) reaches the newcomer once, live, and not again replayed.
+        self._emit(event)
+        return name
 
-    def _leaveRoom(self, member: ChatMember, reason: str) -> None:
+    def _leaveRoom(self, member: Member, reason: str) -> None:
         room = member.room
         if room is None:
             return
-        room.members.pop(member, None)
+        room.members.pop(member.participant, None)
         member.room = None
-        self._announceArrivalOrDeparture(room, f"{member.nick} left {room.name} ({reason})")
-        self._emit("leave", room, member.nick, reason)
-        if not room.members and not room.history and room.name != self.defaultRoom:
-            del self._rooms[room.name]
+        event = ChatEvent("leave", room.name, member.nick, reason, self.clock())
+        self._announceArrivalOrDeparture(room, event)
+        self._emit(event)
+        if not room.members and room.name != self.defaultRoom:
+            if room.history and self.roomExpiry > 0:
+                self._emptySince[room.name] = self.clock()
+            else:
+                del self._rooms[room.name]
 
-    def _announceArrivalOrDeparture(self, room: Room, text: str) -> None:
+    def _announceArrivalOrDeparture(self, room: Room, event: ChatEvent) -> None:
         """Tell the room (not counting the one arriving or leaving), unless it is too big."""
         if not self.announceLimit or len(room.members) < self.announceLimit:
-            room.broadcast(wire.notice(text))
+            room.broadcast(event)
 
-    def rename(self, member: ChatMember, nick: str) -> None:
+    def rename(self, participant: ChatParticipant, nick: str) -> str:
         """
-        Change C{member}'s nickname (unique ignoring case).
+        Change a participant's nickname and return it as shown (NFKC).
 
-        @raise ChatError: the nickname is invalid or taken; the old one stays.
+        @raise ChatError: the nickname is invalid, taken (in any case or
+            normalisation) or a look-alike of one in use; the old one stays.
         """
-        if not wire.isValidNick(nick):
-            raise ChatError(f"invalid nickname {nick!r}: {wire.NICK_RULES}")
-        holder = self.nicks.get(nick.casefold())
+        member = self._member(participant)
+        shown = names.normalizeNick(nick)
+        if shown is None:
+            raise ChatError(f"invalid nickname {nick!r}: {names.NICK_RULES}")
+        holder = self.holderOf(shown)
         if holder is not None and holder is not member:
-            raise ChatError(f"nickname {nick} is taken")
+            if holder.key == names.nickKey(shown):
+                raise ChatError(f"nickname {shown} is taken")
+            raise ChatError(f"nickname {shown} looks too much like {holder.nick}, who is here")
         old = member.nick
-        if old == nick:
-            return
-        del self.nicks[old.casefold()]
-        key = nick.casefold()
-        self.nicks[nick if key == nick else key] = member  # one string when equal
-        member.nick = nick
-        if member.room is not None:
-            member.room.broadcast(wire.notice(f"{old} is now known as {nick}"))
-            self._emit("nick", member.room, old, nick)
+        if old == shown:
+            return shown
+        del self._nicks[member.key]
+        if self._skeletons.get(member.skeleton) is member:
+            del self._skeletons[member.skeleton]
+        key = names.nickKey(shown)
+        member.nick, member.key = shown, shown if key == shown else key
+        member.skeleton = names.skeleton(shown)
+        self._nicks[member.key] = member
+        self._skeletons[member.skeleton] = member
+        room = member.room
+        if room is not None:
+            event = ChatEvent("nick", room.name, old, shown, self.clock())
+            room.broadcast(event)
+            self._emit(event)
         else:
-            member.deliver(wire.notice(f"you are now known as {nick}"))
+            participant.receive(Notice(f"{old} is now known as {shown}"))
+        return shown
+
+    def holderOf(self, nick: str) -> Member | None:
+        """Who holds C{nick}, or a nickname that looks like it; L{None} if nobody."""
+        return self._nicks.get(names.nickKey(nick)) or self._skeletons.get(names.skeleton(nick))
 
     # Talking
 
-    def say(self, member: ChatMember, text: str) -> None:
-        """Relay an ordinary line from C{member} to everyone else in its room."""
-        room = self._roomOf(member)
-        self._relay(room, member, f"<{member.nick}> {text}", "message", text)
+    def say(self, participant: ChatParticipant, text: str) -> None:
+        """Relay an ordinary line from a participant to everyone else in its room."""
+        member = self._member(participant)
+        self._relay(self._roomOf(member), member, "message", text, member.nick)
 
-    def act(self, member: ChatMember, text: str) -> None:
+    def act(self, participant: ChatParticipant, text: str) -> None:
         """Relay an action (C{/me waves}) to everyone else in the room."""
-        room = self._roomOf(member)
-        self._relay(room, member, f"* {member.nick} {text}", "action", text)
+        member = self._member(participant)
+        self._relay(self._roomOf(member), member, "action", text, member.nick)
 
-    def whisper(self, member: ChatMember, nick: str, text: str) -> None:
+    def whisper(self, participant: ChatParticipant, nick: str, text: str) -> None:
         """
         Send a private message to C{nick}.
 
         @raise ChatError: nobody has that nickname.
         """
-        target = self.nicks.get(nick.casefold())
+        sender = self._member(participant)
+        target = self._nicks.get(names.nickKey(nick))
         if target is None:
-            raise ChatError(f"no such nickname: {nick}")
-        target.deliver(wire.line(f"[private] <{member.nick}> {text}"))
-        member.deliver(wire.line(f"[private to {target.nick}] {text}"))
+            raise ChatError(f"no such nickname: {wire.sanitize(nick)}")
+        target.participant.receive(PrivateMessage(sender.nick, target.nick, text, False))
+        participant.receive(PrivateMessage(sender.nick, target.nick, text, True))
 
     def announce(self, roomName: str, text: str) -> None:
         """Send a server notice to everyone in a room (for embedding programs)."""
-        room = self._room(roomName)
-        text = wire.sanitize(text)
-        room.broadcast(wire.notice(text))
-        self._emit("announcement", room, None, text)
+        room = self._room(self._roomName(roomName))
+        event = ChatEvent("announcement", room.name, None, wire.sanitize(text), self.clock())
+        room.broadcast(event)
+        self._emit(event)
+        self._forgetIfUnused(room)
 
     def post(self, roomName: str, nick: str, text: str) -> None:
         """
@@ -234,38 +293,41 @@ class ChatHub:
 
         @raise ChatError: the nickname or the room name is invalid.
         """
-        if not wire.isValidNick(nick):
-            raise ChatError(f"invalid nickname {nick!r}: {wire.NICK_RULES}")
-        text = wire.sanitize(text)
-        self._relay(self._room(roomName), None, f"<{nick}> {text}", "message", text, nick)
+        shown = names.normalizeNick(nick)
+        if shown is None:
+            raise ChatError(f"invalid nickname {nick!r}: {names.NICK_RULES}")
+        room = self._room(self._roomName(roomName))
+        self._relay(room, None, "message", wire.sanitize(text), shown)
+        self._forgetIfUnused(room)
 
     def _relay(
-        self,
-        room: Room,
-        sender: ChatMember | None,
-        formatted: str,
-        kind: str,
-        text: str,
-        nick: str | None = None,
+        self, room: Room, sender: Member | None, kind: EventKind, text: str, nick: str
     ) -> None:
-        data = wire.line(formatted)
-        room.broadcast(data, exclude=sender)
-        now = self.clock()
+        event = ChatEvent(kind, room.name, nick, text, self.clock())
+        room.broadcast(event, exclude=sender.participant if sender is not None else None)
         if self.historySize:
-            room.history.append(wire.line(f"[{wire.timestamp(now)}] {formatted}"))
-        if self._observers:
-            self._emit(kind, room, nick or (sender.nick if sender else None), text, now)
+            room.history.append(event)
+        self._emit(event)
 
     # Looking around
 
+    def nickOf(self, participant: ChatParticipant) -> str:
+        """A connected participant's nickname."""
+        return self._member(participant).nick
+
+    def roomOf(self, participant: ChatParticipant) -> str | None:
+        """The name of the room a participant is in, if any."""
+        room = self._member(participant).room
+        return room.name if room is not None else None
+
     def usersIn(self, roomName: str) -> list[str]:
         """The nicknames in a room, in joining order."""
-        name = wire.normalizeRoom(roomName)
-        room = self._rooms.get(name or "")
-        return [m.nick for m in room.members] if room else []
+        room = self._rooms.get(wire.normalizeRoom(roomName) or "")
+        return [self._members[p].nick for p in room.members] if room else []
 
     def rooms(self) -> dict[str, int]:
-        """Every room with its number of members."""
+        """Every room with its number of members (empty rooms past their time are gone)."""
+        self._expireRooms()
         return {name: len(room.members) for name, room in sorted(self._rooms.items())}
 
     def observe(self, observer: Callable[[ChatEvent], None]) -> Callable[[], None]:
@@ -273,24 +335,62 @@ class ChatHub:
         self._observers.append(observer)
         return lambda: self._observers.remove(observer)
 
-    def _room(self, roomName: str) -> Room:
+    # Internals
+
+    def _member(self, participant: ChatParticipant) -> Member:
+        member = self._members.get(participant)
+        if member is None:
+            raise ChatError("not connected")
+        return member
+
+    def _roomName(self, roomName: str) -> str:
         name = wire.normalizeRoom(roomName)
         if name is None:
-            raise ChatError(f"invalid room name {roomName!r}")
+            raise ChatError(f"invalid room name {roomName!r}: {wire.ROOM_RULES}")
+        return name
+
+    def _room(self, name: str) -> Room:
+        """The room called C{name} (normalised), created if there is room for it."""
         room = self._rooms.get(name)
-        if room is None:
-            room = self._rooms[name] = Room(name, self.historySize)
+        if room is not None:
+            return room
+        self._expireRooms()
+        if self.maxRooms and len(self._rooms) >= self.maxRooms and name != self.defaultRoom:
+            raise ChatError(
+                f"too many rooms (at most {self.maxRooms}); join an existing one (/rooms)"
+            )
+        room = self._rooms[name] = Room(name, self.historySize)
         return room
 
-    def _roomOf(self, member: ChatMember) -> Room:
+    def _forgetIfUnused(self, room: Room) -> None:
+        """A room that a program spoke to without members keeps only what a left room would."""
+        if room.members or room.name == self.defaultRoom or room.name in self._emptySince:
+            return
+        if room.history and self.roomExpiry > 0:
+            self._emptySince[room.name] = self.clock()
+        else:
+            del self._rooms[room.name]
+
+    def _expireRooms(self) -> None:
+        """Free the empty rooms whose history has been kept long enough."""
+        deadline = self.clock() - self.roomExpiry
+        while self._emptySince:
+            name, since = next(iter(self._emptySince.items()))
+            if since > deadline:
+                break
+            del self._emptySince[name]
+            self._rooms.pop(name, None)
+
+    def _roomOf(self, member: Member) -> Room:
         if member.room is None:
             raise ChatError("you are not in a room: /join ROOM")
         return member.room
 
-    def _emit(
-        self, kind: str, room: Room, nick: str | None, text: str, when: float | None = None
-    ) -> None:
-        if self._observers:
-            event = ChatEvent(kind, room.name, nick, text, when or self.clock())
-            for observer in list(self._observers):
+    def _emit(self, event: ChatEvent) -> None:
+        for observer in list(self._observers):
+            try:
                 observer(event)
+            except Exception:
+                # An observer's failure (a full disk under the chat log, a
+                # buggy bot) is the operator's problem, never the sender's.
+                self.log.failure("chat observer {observer!r} failed", observer=observer)

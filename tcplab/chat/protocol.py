@@ -1,11 +1,13 @@
 """
 The chat's Twisted side: a thin line protocol over L{ChatHub}.
 
-L{ChatProtocol} turns lines into hub calls and enforces the per-connection
-safety rules: the line length limit (an over-long line is refused, the
-connection stays), flood control (a token bucket; persistent flooders are
-disconnected) and a bound on output queued for a client that stops reading
-(it is disconnected instead of growing the server's memory).
+L{ChatProtocol} turns lines into hub calls, renders what the hub delivers
+(L{tcplab.chat.wire.Renderer}, once per event for a whole room) and enforces
+the per-connection safety rules: the line length limit (an over-long line
+is refused, the connection stays), flood control (a token bucket that every
+line received spends; persistent flooders are disconnected) and a bound on
+output queued for a client that stops reading (it is disconnected instead
+of growing the server's memory).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from zope.interface import implementer
 
 from tcplab.addresses import describeAddress
 from tcplab.auth import Authenticator, LoginFailed
-from tcplab.chat import text as wire
+from tcplab.chat import commands, names, wire
+from tcplab.chat.events import Delivery
 from tcplab.chat.flood import TokenBucket
-from tcplab.chat.hub import ChatError, ChatHub, Room
+from tcplab.chat.hub import ChatError, ChatHub
 from tcplab.interfaces import IGracefulStop, IRefusalFormat
 from tcplab.lines import LineProtocol
 from tcplab.metrics import Metrics
@@ -43,34 +46,21 @@ MAX_PENDING = 256 * 1024
 """Bytes that may queue for a client that stopped reading before it is cut."""
 
 JOIN_DELAY = 0.25
-"""Seconds to wait for a first ``/nohistory`` before joining the default room."""
-
-HELP = [
-    "commands:",
-    "  /nick NAME [PASSWORD]  change your nickname (" + wire.NICK_RULES + ")",
-    "  /who                   who is in this room",
-    "  /msg NICK TEXT         private message",
-    "  /me ACTION             say what you do",
-    "  /join ROOM [nohistory] move to ROOM (created if new)",
-    "  /rooms                 list rooms",
-    "  /nohistory             (first line only) skip the history replay",
-    "  /quit [REASON]         leave (the line 'exit' does too)",
-    "  //TEXT                 send a line that starts with '/'",
-]
+"""Seconds to wait for a first ``/nohistory`` or ``/nick`` before joining the default room."""
 
 
 @implementer(IPushProducer, IGracefulStop)
-class ChatProtocol(BatchedWriter, LineProtocol):
+class ChatProtocol(LineProtocol):
     """
-    One chat connection: a hub member speaking the line protocol of
+    One chat connection: a hub participant speaking the line protocol of
     docs/chat.md.
     """
 
     log = Logger()
     factory: ChatFactory
     transport: Any
-    nick = ""
-    room: Room | None = None
+    output: BatchedWriter
+    """This connection's output, batched per reactor iteration."""
     joined = False
     joinCall: Any = None
     closing = False
@@ -88,6 +78,8 @@ class ChatProtocol(BatchedWriter, LineProtocol):
     """Bytes queued since the client stopped reading."""
     outputClosed = False
     """The connection is going away: output is dropped."""
+    loginPending = False
+    """A first-line C{/nick} waits for its password check before the join."""
 
     @property
     def maxLineLength(self) -> int:  # type: ignore[override]
@@ -99,14 +91,25 @@ class ChatProtocol(BatchedWriter, LineProtocol):
         """The client's address, for logs."""
         return describeAddress(self.transport.getPeer())
 
+    @property
+    def nick(self) -> str:
+        """Our nickname, as the hub knows it (for logs)."""
+        try:
+            return self.factory.hub.nickOf(self)
+        except ChatError:
+            return "?"
+
     def connectionMade(self) -> None:
         """Greet, take a guest nickname, and join the default room shortly."""
         factory = self.factory
+        self.output = BatchedWriter(factory.writeBatch, self)
         # The transport pauses us when its buffer is full: that is how a
         # client that stopped reading is noticed (see pauseProducing).
         self.transport.registerProducer(self, True)
         nick = factory.hub.connect(self)
-        self.deliver(wire.notice(f"Welcome to tcplab chat, {nick}. Type /help for commands."))
+        self.output.deliver(
+            wire.notice(f"Welcome to tcplab chat, {nick}. Type /help for commands.")
+        )
         self.joinCall = factory.reactor.callLater(factory.joinDelay, self.joinDefault, True)
 
     def joinDefault(self, withHistory: bool) -> None:
@@ -119,12 +122,19 @@ class ChatProtocol(BatchedWriter, LineProtocol):
         self.joined = True
         self.factory.hub.join(self, self.factory.hub.defaultRoom, withHistory)
 
-    # Output: batched per reactor iteration (see L{BatchedWriter.deliver}).
+    # Output
 
-    @property
-    def writeBatch(self) -> WriteBatch:  # type: ignore[override]
-        """The factory's batch: a busy room costs one write per client per iteration."""
-        return self.factory.writeBatch
+    def receive(self, delivery: Delivery) -> None:
+        """Render what the hub hands us (once for a whole room) and queue it."""
+        render = self.factory.render
+        # The renderer's memory inlined: this runs once per member per line.
+        if delivery is not render.last:
+            render(delivery)
+        self.output.deliver(render.lastBytes)
+
+    def reply(self, data: bytes) -> None:
+        """Queue a line made for this connection only (errors, command replies)."""
+        self.output.deliver(data)
 
     def send(self, data: bytes) -> None:
         """
@@ -165,28 +175,43 @@ class ChatProtocol(BatchedWriter, LineProtocol):
     # Input
 
     def lineReceived(self, line: bytes) -> None:
-        """Sanitise the line, then run it as a command or relay it."""
+        """Sanitise the line, count it, then run it as a command or relay it."""
+        # Invisible characters (a BOM, zero-width spaces) are gone before the
+        # line is looked at, so "\ufeff/nick alice PASSWORD" is a command.
         text = wire.sanitize(wire.decode(line))
+        if self.factory.floodRate and not self.allowedByFloodControl():
+            return
+        command = wire.parseCommand(text)
         if not self.joined:
-            if text.lower() == "/nohistory":
+            if command == ("nohistory", ""):
                 self.joinDefault(False)
+                return
+            if command is not None and command[0] == "nick":
+                # Join under the chosen nickname, not as guestN first.
+                self.runSafely(command)
+                if not self.loginPending:
+                    self.joinDefault(True)
                 return
             self.joinDefault(True)
         if not text:
             return
-        if self.factory.floodRate and not self.allowedByFloodControl():
-            return
-        command = wire.parseCommand(text)
+        if command is not None:
+            self.runSafely(command)
+        elif text.lower() == "exit":
+            self.quit("exit")
+        else:
+            self.runSafely(None, wire.messageText(text))
+
+    def runSafely(self, command: tuple[str, str] | None, message: str = "") -> None:
+        """Run a command (or say C{message}), turning a refusal into an error line."""
         try:
             if command is not None:
-                self.runCommand(*command)
-            elif text.lower() == "exit":
-                self.quit("exit")
+                commands.run(self, *command)
             else:
-                self.factory.hub.say(self, wire.messageText(text))
-                self.factory.metrics.increment("tcplab_chat_messages_total", kind="message")
+                self.factory.hub.say(self, message)
+                self.factory.metrics.increment(commands.MESSAGES, kind="message")
         except ChatError as e:
-            self.deliver(wire.error(str(e)))
+            self.reply(wire.error(str(e)))
 
     def allowedByFloodControl(self) -> bool:
         """Spend a token; warn, and eventually disconnect, a flooder."""
@@ -201,83 +226,62 @@ class ChatProtocol(BatchedWriter, LineProtocol):
             return True
         self.dropped += 1
         if self.dropped == 1:
-            self.deliver(wire.error(f"slow down: wait {wait:.1f}s (that line was not sent)"))
+            self.reply(wire.error(f"slow down: wait {wait:.1f}s (that line was not sent)"))
         if self.dropped > 3 * self.factory.floodBurst:
             self.log.warn(
                 "{peer} ({nick}) flooding, disconnecting", peer=self.peer, nick=self.nick
             )
-            self.deliver(wire.error("disconnected for flooding"))
+            self.reply(wire.error("disconnected for flooding"))
             self.quit("flooding")
         return False
 
     def lineTooLong(self, size: int) -> None:
-        """Refuse the line; the connection stays."""
-        self.deliver(
+        """Refuse the line (it counts against flood control); the connection stays."""
+        if self.factory.floodRate and not self.allowedByFloodControl():
+            return
+        self.reply(
             wire.error(f"line too long ({size} bytes, at most {self.maxLineLength}); not sent")
         )
 
-    def runCommand(self, name: str, rest: str) -> None:
-        """Carry out one slash command."""
-        hub = self.factory.hub
-        if name == "nick":
-            newNick, _, password = rest.partition(" ")
-            self.changeNick(newNick, password.strip())
-        elif name == "who":
-            assert self.room is not None
-            self.deliver(
-                wire.notice(f"in {self.room.name}: {', '.join(hub.usersIn(self.room.name))}")
-            )
-        elif name == "msg":
-            target, _, message = rest.partition(" ")
-            if not target or not message.strip():
-                raise ChatError("usage: /msg NICK TEXT")
-            hub.whisper(self, target, message.strip())
-            self.factory.metrics.increment("tcplab_chat_messages_total", kind="private")
-        elif name == "me":
-            if not rest:
-                raise ChatError("usage: /me ACTION")
-            hub.act(self, rest)
-            self.factory.metrics.increment("tcplab_chat_messages_total", kind="action")
-        elif name == "join":
-            room, _, option = rest.partition(" ")
-            if not room:
-                raise ChatError("usage: /join ROOM [nohistory]")
-            hub.join(self, room, withHistory=option.strip().lower() != "nohistory")
-        elif name == "rooms":
-            listing = ", ".join(f"{room} ({n})" for room, n in hub.rooms().items())
-            self.deliver(wire.notice(f"rooms: {listing}"))
-        elif name == "help":
-            self.deliver(b"".join(wire.notice(entry) for entry in HELP))
-        elif name == "quit":
-            self.quit(f"quit: {rest}" if rest else "quit")
-        elif name == "nohistory":
-            raise ChatError("/nohistory only works as the first line")
-        else:
-            raise ChatError(f"unknown command /{name}; try /help")
-
     def changeNick(self, nick: str, password: str) -> None:
-        """Rename, checking the password when the nickname is an account."""
-        authenticator = self.factory.authenticator
-        if not authenticator.isKnownUser(nick):
+        """
+        Rename, checking the password when the nickname is an account's --
+        in any case, normalisation or look-alike form of the account name.
+        """
+        if names.normalizeNick(nick) is None:
+            raise ChatError(f"invalid nickname {nick!r}: {names.NICK_RULES}")
+        account = self.factory.accountFor(nick)
+        if account is None:
             self.factory.hub.rename(self, nick)
             return
         if not password:
             raise ChatError(f"{nick} is a registered nickname: /nick {nick} PASSWORD")
-        d = defer.ensureDeferred(authenticator.login(nick, password, self.peer))
+        self.loginPending = not self.joined
+        if self.joinCall is not None and self.joinCall.active():
+            self.joinCall.cancel()
+        d = defer.ensureDeferred(self.factory.authenticator.login(account, password, self.peer))
 
         def loggedIn(_: object) -> None:
+            """Take the nickname (unless it was taken meanwhile)."""
             if not self.closing:
                 try:
                     self.factory.hub.rename(self, nick)
                 except ChatError as e:
-                    self.deliver(wire.error(str(e)))
+                    self.reply(wire.error(str(e)))
 
         def failed(failure: Failure) -> None:
+            """Say the password was wrong."""
             failure.trap(LoginFailed)
             if not self.closing:
-                self.deliver(wire.error(f"wrong password for {nick}"))
+                self.reply(wire.error(f"wrong password for {nick}"))
 
-        d.addCallbacks(loggedIn, failed)
+        def joinNow(_: object) -> None:
+            """A first-line login is answered: join now."""
+            if self.loginPending:
+                self.loginPending = False
+                self.joinDefault(True)
+
+        d.addCallbacks(loggedIn, failed).addBoth(joinNow)
 
     def quit(self, reason: str) -> None:
         """Leave the chat and close the connection once our output is sent."""
@@ -285,14 +289,14 @@ class ChatProtocol(BatchedWriter, LineProtocol):
             return
         self.closing = True
         self.factory.hub.disconnect(self, reason)
-        self.deliver(wire.notice("bye"))
-        self.flushNow()
+        self.reply(wire.notice("bye"))
+        self.output.flushNow()
         self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def serverStopping(self) -> None:
         """The server is shutting down: tell the user, then leave."""
-        self.deliver(wire.notice("server shutting down, bye"))
+        self.reply(wire.notice("server shutting down, bye"))
         self.quit("server shutting down")
 
     def connectionLost(self, reason: Failure | None = None) -> None:
@@ -300,7 +304,7 @@ class ChatProtocol(BatchedWriter, LineProtocol):
         if self.joinCall is not None and self.joinCall.active():
             self.joinCall.cancel()
         self.joinCall = None
-        self.discardOutput()
+        self.output.discard()
         self.outputClosed = True
         if not self.closing:
             self.closing = True
@@ -314,6 +318,9 @@ class ChatFactory(Factory):
     Build chat connections around one L{ChatHub}.
 
     @ivar hub: the shared rooms and nicknames (embed it, or pass your own).
+    @ivar render: turns what the hub delivers into bytes, once per event.
+    @ivar writeBatch: the output of every connection for one reactor
+        iteration (see L{tcplab.sending.WriteBatch}).
     """
 
     noisy = False
@@ -338,12 +345,24 @@ class ChatFactory(Factory):
         self.maxPending = maxPending
         self.authenticator = authenticator or Authenticator([], reactor)
         self.metrics = metrics or Metrics("tcplab-chat")
-        self.metrics.describe(
-            "tcplab_chat_messages_total", "counter", "Chat messages relayed, by kind."
-        )
+        self.metrics.describe(commands.MESSAGES, "counter", "Chat messages relayed, by kind.")
         self.joinDelay = joinDelay
         self.reactor = reactor
+        self.render = wire.Renderer()
         self.writeBatch = WriteBatch(reactor)
+
+    def accountFor(self, nick: str) -> str | None:
+        """
+        The account whose name C{nick} is a form of -- the same ignoring case
+        and normalisation, or a look-alike -- if C{--auth} lists one.
+        """
+        if not self.authenticator.enabled:
+            return None
+        key, skeleton = names.nickKey(nick), names.skeleton(nick)
+        for account in self.authenticator.accountNames():
+            if names.nickKey(account) == key or names.skeleton(account) == skeleton:
+                return account
+        return None
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """A new connection."""

@@ -6,14 +6,20 @@ See L{tcplab.chat} for the hub and the protocol, docs/chat.md for the wire.
 
 from __future__ import annotations
 
+import sys
 from typing import ClassVar
 
 from twisted.application.service import IService
 from twisted.python import usage
 
 from tcplab.chat import ChatFactory, ChatHub
-from tcplab.chat.chatlog import ChatLogService
-from tcplab.chat.hub import DEFAULT_ANNOUNCE_LIMIT, DEFAULT_HISTORY
+from tcplab.chat.chatlog import ChatLogService, checkWritable
+from tcplab.chat.hub import (
+    DEFAULT_ANNOUNCE_LIMIT,
+    DEFAULT_HISTORY,
+    DEFAULT_MAX_ROOMS,
+    DEFAULT_ROOM_EXPIRY,
+)
 from tcplab.chat.protocol import FLOOD_BURST, FLOOD_RATE, MAX_LINE, MAX_PENDING
 from tcplab.tap.common import AuthServiceOptions, makeListeningService, observe
 
@@ -41,6 +47,20 @@ class Options(AuthServiceOptions):
             "Rooms with more members hear no join/leave notices (0: always announce).",
             int,
         ],
+        [
+            "max-rooms",
+            None,
+            DEFAULT_MAX_ROOMS,
+            "Rooms that may exist at once; a new one past it is refused (0: no limit).",
+            int,
+        ],
+        [
+            "room-expiry",
+            None,
+            DEFAULT_ROOM_EXPIRY,
+            "Seconds an empty room keeps its history before it is freed (0: at once).",
+            float,
+        ],
         ["chat-log", None, None, "Append every message (time, room, nick) to this file."],
         ["max-line", None, MAX_LINE, "Longest line in bytes; longer ones are refused.", int],
         ["flood-rate", None, FLOOD_RATE, "Lines per second per client (0: no limit).", float],
@@ -66,6 +86,8 @@ class Options(AuthServiceOptions):
         for name in (
             "history",
             "announce-limit",
+            "max-rooms",
+            "room-expiry",
             "max-line",
             "flood-rate",
             "flood-burst",
@@ -77,9 +99,30 @@ class Options(AuthServiceOptions):
             raise usage.UsageError("--max-line must be at least 16")
 
 
+EXIT_BAD_CHAT_LOG = 2
+"""The exit status when the --chat-log file cannot be opened (as for bad arguments)."""
+
+
 def makeService(options: Options) -> IService:
-    """The chat service (and its chat log) for twistd."""
-    hub = ChatHub(historySize=options["history"], announceLimit=options["announce-limit"])
+    """
+    The chat service (and its chat log) for twistd.  A --chat-log that
+    cannot be opened ends start-up with one line and exit status 2.
+    """
+    if options["chat-log"]:
+        try:
+            checkWritable(options["chat-log"])
+        except OSError as e:
+            print(
+                f"{SERVICE_NAME}: cannot open --chat-log {options['chat-log']}: {e.strerror or e}",
+                file=sys.__stderr__ or sys.stderr,
+            )
+            raise SystemExit(EXIT_BAD_CHAT_LOG) from None
+    hub = ChatHub(
+        historySize=options["history"],
+        announceLimit=options["announce-limit"],
+        maxRooms=options["max-rooms"],
+        roomExpiry=options["room-expiry"],
+    )
     factory = ChatFactory(
         hub,
         maxLine=options["max-line"],
@@ -92,5 +135,5 @@ def makeService(options: Options) -> IService:
         SERVICE_NAME, options, observe(factory, SERVICE_NAME, options, writeDirectly=True)
     )
     if options["chat-log"]:
-        ChatLogService(hub, options["chat-log"]).setServiceParent(service)
+        ChatLogService(hub, options["chat-log"], factory.metrics).setServiceParent(service)
     return service

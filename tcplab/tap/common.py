@@ -66,7 +66,11 @@ class ServiceOptions(usage.Options):
 
     optFlags = [
         ["trace", None, "Log every chunk read or written: size, direction, time."],
-        ["hexdump", None, "With --trace, also log a hex/ASCII dump of each chunk."],
+        [
+            "hexdump",
+            None,
+            "With --trace, also log a hex/ASCII dump of each chunk: payloads, passwords included.",
+        ],
     ]
     optParameters = [
         [

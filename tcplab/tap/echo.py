@@ -15,7 +15,15 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from tcplab.addresses import describeAddress
-from tcplab.echo import DEFAULT_ACK, DEFAULT_BANNER, MODES, EchoDatagramProtocol, EchoFactory
+from tcplab.echo import (
+    DATAGRAM_RATE,
+    DEFAULT_ACK,
+    DEFAULT_BANNER,
+    MODES,
+    DatagramPolicy,
+    EchoDatagramProtocol,
+    EchoFactory,
+)
 from tcplab.errors import CannotListen
 from tcplab.reactors import defaultReactor
 from tcplab.sending import BULK_READ_SIZE
@@ -43,14 +51,24 @@ def parseUDPAddress(value: str) -> tuple[str, int]:
 class Options(ServiceOptions):
     """Command-line options of ``twistd tcplab-echo``."""
 
-    synopsis = "[--listen ENDPOINT ...] [--mode echo|upper|ack|count] [--udp [HOST:]PORT]"
+    synopsis = (
+        "[--listen ENDPOINT ...] [--mode echo|upper|ack|count] [--per-read] [--udp [HOST:]PORT]"
+    )
     longdesc = (
         "RFC 862 echo server and the socket tutorials' variants: "
         "--mode upper (upper-cased echo), --mode ack (one acknowledgement per "
-        "read), --mode count (banner, numbered replies, 'exit' closes), "
-        "and UDP echo with --udp. Default listen address: "
-        f"{ServiceOptions.defaultListen}."
+        "read), --mode count (banner, numbered replies per line, or per read "
+        "with --per-read; 'exit' closes), and UDP echo with --udp. Default "
+        f"listen address: {ServiceOptions.defaultListen}."
     )
+    optFlags = [
+        [
+            "per-read",
+            None,
+            "Count mode answers every read (as the tutorial server's one recv does), "
+            "not every line: for clients that send without a newline.",
+        ],
+    ]
     optParameters = [
         ["mode", "m", "echo", f"Reply mode: {', '.join(MODES)}."],
         ["ack-text", None, DEFAULT_ACK.decode(), "The acknowledgement sent in ack mode."],
@@ -59,7 +77,15 @@ class Options(ServiceOptions):
             "udp",
             None,
             None,
-            "Also echo UDP datagrams on [HOST:]PORT (host defaults to 127.0.0.1).",
+            "Also echo UDP datagrams on [HOST:]PORT (host defaults to 127.0.0.1). "
+            "Ack and count replies are larger than what they answer (see the README).",
+        ],
+        [
+            "udp-rate",
+            None,
+            DATAGRAM_RATE,
+            "UDP replies per second to one source address (bursts of twice that; 0: no limit).",
+            float,
         ],
     ]
 
@@ -68,6 +94,10 @@ class Options(ServiceOptions):
         super().postOptions()
         if self["mode"] not in MODES:
             raise usage.UsageError(f"--mode must be one of {', '.join(MODES)}")
+        if self["per-read"] and self["mode"] != "count":
+            raise usage.UsageError("--per-read goes with --mode count")
+        if self["udp-rate"] < 0:
+            raise usage.UsageError("--udp-rate must be 0 or more")
         if self["udp"] is not None:
             try:
                 self["udp"] = parseUDPAddress(self["udp"])
@@ -117,7 +147,12 @@ class DatagramEchoService(Service):
 def makeService(options: Options) -> IService:
     """The echo service (and its UDP twin, if asked for) for twistd."""
     ack = options["ack-text"].encode()
-    factory = EchoFactory(options["mode"], ack=ack, banner=options["banner"].encode())
+    factory = EchoFactory(
+        options["mode"],
+        ack=ack,
+        banner=options["banner"].encode(),
+        perRead=bool(options["per-read"]),
+    )
     service = makeListeningService(
         SERVICE_NAME,
         options,
@@ -125,6 +160,8 @@ def makeService(options: Options) -> IService:
     )
     if options["udp"] is not None:
         host, port = options["udp"]
-        udp = DatagramEchoService(host, port, EchoDatagramProtocol(options["mode"], ack))
+        rate = options["udp-rate"]
+        policy = DatagramPolicy(rate=rate, burst=2 * rate)
+        udp = DatagramEchoService(host, port, EchoDatagramProtocol(options["mode"], ack, policy))
         udp.setServiceParent(service)
     return service

@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import pytest
 
-from tcplab.chat.hub import ChatError, ChatEvent, ChatHub, Room
+from tcplab.chat import wire
+from tcplab.chat.events import Delivery
+from tcplab.chat.hub import ChatError, ChatEvent, ChatHub
 
 
 class Member:
-    """A hub member that records what it is sent."""
+    """A hub participant that records what it is handed, and its rendering."""
 
     def __init__(self) -> None:
-        self.nick = ""
-        self.room: Room | None = None
+        self.deliveries: list[Delivery] = []
         self.received: list[str] = []
 
-    def deliver(self, data: bytes) -> None:
-        self.received += data.decode().split("\r\n")[:-1]
+    def receive(self, delivery: Delivery) -> None:
+        """Record a delivery and the lines it renders to."""
+        self.deliveries.append(delivery)
+        self.received += wire.render(delivery).decode().split("\r\n")[:-1]
 
     def clear(self) -> list[str]:
+        """Return and forget the lines received so far."""
         seen, self.received = self.received, []
         return seen
 
 
 def joined(hub: ChatHub, nick: str, room: str = "#lobby") -> Member:
+    """A member called C{nick} in C{room}, with what it saw cleared."""
     member = Member()
     hub.connect(member)
     hub.rename(member, nick)
@@ -89,10 +94,10 @@ def test_nick_unique_ignoring_case_and_old_kept() -> None:
         hub.rename(other, "ALICE")
     with pytest.raises(ChatError, match="invalid nickname"):
         hub.rename(other, "no spaces")
-    assert other.nick == "bob"
+    assert hub.nickOf(other) == "bob"
     hub.rename(alice, "Alice2")
     assert other.received[-1] == "*** alice is now known as Alice2"
-    assert "alice2" in hub.nicks and "alice" not in hub.nicks
+    assert hub.holderOf("ALICE2") is not None and hub.holderOf("alice") is None
 
 
 def test_private_message() -> None:
@@ -131,7 +136,7 @@ def test_disconnect_announced_and_forgotten() -> None:
     alice.clear()
     hub.disconnect(bob, "connection lost")
     assert alice.received == ["*** bob left #lobby (connection lost)"]
-    assert "bob" not in hub.nicks and hub.usersIn("#lobby") == ["alice"]
+    assert hub.holderOf("bob") is None and hub.usersIn("#lobby") == ["alice"]
 
 
 def test_big_rooms_hear_no_joins_or_leaves() -> None:
@@ -175,3 +180,115 @@ def test_embedding_api_announce_post_observe() -> None:
     ]
     with pytest.raises(ChatError):
         hub.post("#lobby", "bad nick", "x")
+
+
+def test_unicode_nicks_and_look_alikes() -> None:
+    """李雷 is accepted; with alice present, alice with a Cyrillic a and ALICE are refused."""
+    hub = ChatHub()
+    alice, other = joined(hub, "alice"), joined(hub, "other")
+    assert hub.rename(other, "李雷") == "李雷"
+    assert hub.usersIn("#lobby") == ["alice", "李雷"]
+    with pytest.raises(ChatError, match="invalid nickname"):
+        hub.rename(other, "\u0430lice")  # mixed script
+    with pytest.raises(ChatError, match="taken"):
+        hub.rename(other, "ALICE")
+    with pytest.raises(ChatError, match="taken"):
+        hub.rename(other, "\uff41lice")  # full-width a: the same after NFKC
+    hub.rename(alice, "ace")
+    with pytest.raises(ChatError, match="looks too much like ace"):
+        hub.rename(other, "\u0430\u0441\u0435")  # all Cyrillic
+    with pytest.raises(ChatError, match="taken"):
+        hub.rename(other, "ACE")
+    assert hub.nickOf(other) == "李雷"
+
+
+def test_post_and_announce_need_a_whole_valid_nick_and_clean_text() -> None:
+    """hub.post refuses 'bot\\n'; posted and announced text and reasons lose line breaks."""
+    hub = ChatHub()
+    alice = joined(hub, "alice")
+    bob = joined(hub, "bob")
+    alice.clear()
+    with pytest.raises(ChatError, match="invalid nickname"):
+        hub.post("#lobby", "bot\n", "hi")
+    hub.post("#lobby", "bot", "hi\u2028<alice> forged")
+    hub.announce("#lobby", "up\u2029*** fake")
+    hub.disconnect(bob, "gone\u0085*** alice is now known as admin")
+    assert alice.received == [
+        "<bot> hi<alice> forged",
+        "*** up*** fake",
+        "*** bob left #lobby (gone*** alice is now known as admin)",
+    ]
+
+
+def test_failing_observer_never_reaches_the_sender() -> None:
+    """An observer that raises (a full disk) is logged; the message is still relayed."""
+    hub = ChatHub()
+    alice, bob = joined(hub, "alice"), joined(hub, "bob")
+
+    def broken(event: ChatEvent) -> None:
+        raise OSError(28, "No space left on device")
+
+    hub.observe(broken)
+    hub.say(alice, "still works")
+    assert bob.received[-1] == "<alice> still works"
+
+
+def test_join_observed_after_the_history_replay() -> None:
+    """A bot answering a join is heard once, live, after the newcomer's history replay."""
+    hub = ChatHub()
+
+    def greeter(event: ChatEvent) -> None:
+        if event.kind == "join":
+            hub.post(event.room, "greeter", f"hi {event.nick}")
+
+    hub.observe(greeter)
+    newcomer = Member()
+    hub.connect(newcomer)
+    hub.join(newcomer, "#lobby")
+    assert newcomer.received == ["*** end of history", "<greeter> hi guest1"]
+
+
+def test_room_count_bounded() -> None:
+    """Past maxRooms a new room is refused with a clear error; existing rooms still work."""
+    hub = ChatHub(maxRooms=3)
+    alice = joined(hub, "alice")
+    hub.join(alice, "#one")
+    hub.say(alice, "keep me")
+    hub.join(alice, "#two")
+    with pytest.raises(ChatError, match=r"too many rooms \(at most 3\)"):
+        hub.join(alice, "#three")
+    with pytest.raises(ChatError, match="too many rooms"):
+        hub.post("#four", "bot", "x")
+    hub.join(alice, "#one")
+    assert set(hub.rooms()) == {"#lobby", "#one"}, "#two, empty and without history, is gone"
+
+
+def test_empty_room_history_freed_after_expiry() -> None:
+    """An empty room keeps its history for roomExpiry seconds, then is freed."""
+    now = [1000.0]
+    hub = ChatHub(clock=lambda: now[0], roomExpiry=600, maxRooms=3)
+    alice = joined(hub, "alice", "#tmp")
+    hub.say(alice, "remember this")
+    hub.join(alice, "#lobby")
+    now[0] += 599
+    assert "#tmp" in hub.rooms()
+    now[0] += 2
+    assert "#tmp" not in hub.rooms()
+    bob = Member()
+    hub.connect(bob)
+    hub.join(bob, "#tmp")
+    assert bob.received == ["*** end of history"], "the old history is gone"
+
+
+def test_expired_rooms_make_way_for_new_ones() -> None:
+    """A full room table frees expired empty rooms before refusing a new one."""
+    now = [0.0]
+    hub = ChatHub(clock=lambda: now[0], roomExpiry=10, maxRooms=2)
+    alice = joined(hub, "alice", "#old")
+    hub.say(alice, "x")
+    hub.join(alice, "#lobby")
+    with pytest.raises(ChatError, match="too many rooms"):
+        hub.join(alice, "#new")
+    now[0] += 11
+    hub.join(alice, "#new")
+    assert set(hub.rooms()) == {"#lobby", "#new"}

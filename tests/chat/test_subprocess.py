@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 from pathlib import Path
@@ -139,3 +140,50 @@ def test_metrics_and_announce_limit() -> None:
     assert metricValue(text, f'{messages}{{kind="message",{service}}}') == 1
     assert metricValue(text, f'{messages}{{kind="action",{service}}}') == 1
     assert metricValue(text, f"tcplab_connections_open{{{service}}}") == 3
+
+
+def test_unwritable_chat_log_is_one_line_exit_2(tmp_path: Path) -> None:
+    """A --chat-log in a missing directory stops start-up with one line and exit 2."""
+    import subprocess
+
+    from tests.support import TWISTD
+
+    log = str(tmp_path / "missing" / "chat.log")
+    listen = "tcp:0:interface=127.0.0.1"
+    result = subprocess.run(
+        [TWISTD, "--pidfile=", "-n", "tcplab-chat", "--listen", listen, "--chat-log", log],
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [
+        f"tcplab-chat: cannot open --chat-log {tmp_path}/missing/chat.log: "
+        "No such file or directory"
+    ]
+    assert b"Traceback" not in result.stdout + result.stderr
+
+
+def test_chat_log_on_a_full_disk() -> None:
+    """On a --chat-log of /dev/full the chat goes on; the operator gets one warning line."""
+    metrics = ["--metrics", "tcp:0:interface=127.0.0.1"]
+    with ServerProcess("tcplab-chat", ["--chat-log", "/dev/full", *metrics]) as server:
+        metricsPort = int(server.waitForLine(METRICS_LISTENING).group(1))
+        alice, bob = LineClient(server.port), LineClient(server.port)
+        alice.send("/nick alice")
+        alice.readUntil("end of history")
+        bob.send("/nick bob")
+        bob.readUntil("end of history")
+        for n in range(3):
+            alice.send(f"hello {n}")
+            assert bob.readUntil("<alice>")[-1] == f"<alice> hello {n}"
+        alice.send("/who")
+        assert alice.readUntil("in #lobby")[-1] == "*** in #lobby: alice, bob"
+        server.waitForLine(re.compile("cannot write the chat log"))
+        lost = metricValue(scrape(metricsPort), "tcplab_chat_log_errors_total")
+        for client in (alice, bob):
+            client.close()
+    assert lost == 3
+    output = "".join(server.output)
+    assert output.count("cannot write the chat log /dev/full: No space left on device") == 1
+    assert "Traceback" not in output and "Unhandled" not in output

@@ -1,21 +1,14 @@
 """
-The echo service: RFC 862 echo and the socket tutorials' variants.
+The echo service over TCP: RFC 862 echo and the tutorials' variants.
 
-Embed any of these in a Twisted program::
-
-    from twisted.internet import endpoints, reactor
-    from tcplab.echo import EchoFactory
-    endpoints.serverFromString(reactor, "tcp:0").listen(EchoFactory())
-
-Protocols:
   - L{EchoProtocol}: every byte back, unchanged (RFC 862), with
     backpressure and half-close.
   - L{UpperEchoProtocol}: the same stream, upper-cased (ASCII letters).
   - L{AckProtocol}: one fixed acknowledgement per chunk read, as the
     tutorial server does (one C{recv} is not one message: see C{--trace}).
   - L{CountingLineProtocol}: a welcome banner, each line answered as
-    ``N: line``, C{exit} to leave.
-  - L{EchoDatagramProtocol}: UDP, each datagram answered to its sender.
+    ``N: line``, C{exit} to leave; L{CountingReadProtocol} answers each
+    read instead, as the tutorial's server with one C{recv} does.
 """
 
 from __future__ import annotations
@@ -23,19 +16,22 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from tcplab.echo.modes import (
+    DEFAULT_ACK,
+    DEFAULT_BANNER,
+    EXIT_LINE,
+    LINE_END,
+    Reply,
+    echoed,
+    parseMode,
+    replyFor,
+)
 from tcplab.interfaces import IGracefulStop
 from tcplab.lines import LineProtocol
-
-MODES = ("echo", "upper", "ack", "count")
-"""The reply modes the echo service offers, by name."""
-
-DEFAULT_ACK = b"received"
-DEFAULT_BANNER = b"Welcome to tcplab echo. Send lines; 'exit' to leave."
-EXIT_LINE = b"exit"
 
 
 @implementer(IHalfCloseableProtocol, IGracefulStop)
@@ -55,17 +51,17 @@ class EchoProtocol(Protocol):
     transport: Any
     """A stream transport: also a consumer and a push producer."""
 
+    def __init__(self, reply: Reply = echoed) -> None:
+        self.reply = reply
+        """What a chunk read is answered with (the mode's reply)."""
+
     def connectionMade(self) -> None:
         """Pause reading whenever our outgoing buffer is full."""
         assert self.transport is not None
         self.transport.registerProducer(self.transport, True)
 
-    def reply(self, data: bytes) -> bytes:
-        """What to send back for C{data}; the identity here."""
-        return data
-
     def dataReceived(self, data: bytes) -> None:
-        """Echo the chunk."""
+        """Answer the chunk."""
         self.transport.write(self.reply(data))
 
     def finish(self) -> None:
@@ -88,9 +84,8 @@ class EchoProtocol(Protocol):
 class UpperEchoProtocol(EchoProtocol):
     """Echo the stream with ASCII letters upper-cased (other bytes unchanged)."""
 
-    def reply(self, data: bytes) -> bytes:
-        """Upper-case C{data}."""
-        return data.upper()
+    def __init__(self) -> None:
+        super().__init__(replyFor("upper"))
 
 
 class AckProtocol(EchoProtocol):
@@ -100,18 +95,43 @@ class AckProtocol(EchoProtocol):
     """
 
     def __init__(self, ack: bytes = DEFAULT_ACK) -> None:
-        self.ack = ack + b"\r\n"
+        acknowledge = replyFor("ack", ack)
+        super().__init__(lambda data: acknowledge(data) + LINE_END)
 
-    def reply(self, data: bytes) -> bytes:
-        """The acknowledgement, whatever arrived."""
-        return self.ack
+
+class CountingReadProtocol(EchoProtocol):
+    """
+    Count mode, per read: greet the client, answer each chunk read with
+    ``N: chunk`` (as the tutorial server answers each C{recv}, so a client
+    that sends C{hello} without a newline gets its answer), and close on a
+    read that is just C{exit}.
+    """
+
+    def __init__(self, banner: bytes = DEFAULT_BANNER) -> None:
+        super().__init__(replyFor("count"))
+        self.banner = banner
+
+    def connectionMade(self) -> None:
+        """Send the banner."""
+        super().connectionMade()
+        if self.banner:
+            self.transport.write(self.banner + LINE_END)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Number the chunk (without its line end); close on C{exit}."""
+        message = data.rstrip(b"\r\n")
+        if message.strip() == EXIT_LINE:
+            self.transport.write(b"bye" + LINE_END)
+            self.finish()
+            return
+        self.transport.write(self.reply(message) + LINE_END)
 
 
 @implementer(IGracefulStop)
 class CountingLineProtocol(LineProtocol):
     """
-    Greet the client, answer each line with a running count (``3: hello``),
-    and say goodbye and close on the line C{exit}.
+    Count mode, per line: greet the client, answer each line with a running
+    count (``3: hello``), and say goodbye and close on the line C{exit}.
     """
 
     log = Logger()
@@ -120,7 +140,7 @@ class CountingLineProtocol(LineProtocol):
     def __init__(self, banner: bytes = DEFAULT_BANNER, maxLineLength: int = 16384) -> None:
         self.banner = banner
         self.maxLineLength = maxLineLength
-        self.count = 0
+        self.counter = replyFor("count")
 
     def connectionMade(self) -> None:
         """Send the banner."""
@@ -131,13 +151,11 @@ class CountingLineProtocol(LineProtocol):
 
     def lineReceived(self, line: bytes) -> None:
         """Count the line and answer it; close on C{exit}."""
-        assert self.transport is not None
         if line.strip() == EXIT_LINE:
             self.sendLine(b"bye")
             self.finish()
             return
-        self.count += 1
-        self.sendLine(b"%d: %s" % (self.count, line))
+        self.sendLine(self.counter(line))
 
     def finish(self) -> None:
         """Send what we still owe, then close."""
@@ -156,11 +174,13 @@ class CountingLineProtocol(LineProtocol):
 
 class EchoFactory(Factory):
     """
-    Build echo protocols for one reply mode (see L{MODES}).
+    Build echo protocols for one reply mode (see L{Mode}).
 
     @ivar mode: C{echo} (RFC 862), C{upper}, C{ack} or C{count}.
     @ivar ack: the acknowledgement for C{ack} mode.
     @ivar banner: the greeting for C{count} mode.
+    @ivar perRead: count mode answers every read (L{CountingReadProtocol})
+        instead of every line (L{CountingLineProtocol}).
     """
 
     noisy = False
@@ -170,12 +190,12 @@ class EchoFactory(Factory):
         mode: str = "echo",
         ack: bytes = DEFAULT_ACK,
         banner: bytes = DEFAULT_BANNER,
+        perRead: bool = False,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown echo mode {mode!r}; choose from {', '.join(MODES)}")
-        self.mode = mode
+        self.mode = parseMode(mode)
         self.ack = ack
         self.banner = banner
+        self.perRead = perRead
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """A fresh protocol for the configured mode."""
@@ -184,47 +204,11 @@ class EchoFactory(Factory):
             protocol = UpperEchoProtocol()
         elif self.mode == "ack":
             protocol = AckProtocol(self.ack)
+        elif self.mode == "count" and self.perRead:
+            protocol = CountingReadProtocol(self.banner)
         elif self.mode == "count":
             protocol = CountingLineProtocol(self.banner)
         else:
             protocol = EchoProtocol()
         protocol.factory = self
         return protocol
-
-
-class EchoDatagramProtocol(DatagramProtocol):
-    """
-    UDP echo: answer each datagram to its sender, in the configured mode
-    (C{count} numbers datagrams, per server, not per sender).
-    """
-
-    log = Logger()
-    noisy = False
-
-    def __init__(self, mode: str = "echo", ack: bytes = DEFAULT_ACK) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown echo mode {mode!r}")
-        self.mode = mode
-        self.ack = ack
-        self.count = 0
-
-    def reply(self, datagram: bytes) -> bytes:
-        """What to answer C{datagram} with."""
-        if self.mode == "upper":
-            return datagram.upper()
-        if self.mode == "ack":
-            return self.ack
-        if self.mode == "count":
-            self.count += 1
-            return b"%d: %s" % (self.count, datagram)
-        return datagram
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        """Send the reply back to where the datagram came from."""
-        assert self.transport is not None
-        try:
-            self.transport.write(self.reply(datagram), addr)
-        except OSError as e:
-            # e.g. the reply is too large for the path back; the next
-            # datagram may fare better, so keep serving.
-            self.log.warn("UDP reply to {peer} failed: {error}", peer=addr, error=e)
