@@ -140,7 +140,7 @@ class FileServerProtocol(Protocol):
         """Take the producer slot back after a download."""
         self.streaming = False
         self.outputPaused = False
-        if self.transport.connected:
+        if not self.session.closed:
             self.transport.registerProducer(self, True)
 
     def resumeRequests(self) -> None:

@@ -86,17 +86,18 @@ class FrameSender:
     def stopProducing(self) -> None:
         """The connection went away mid-transfer."""
         if not self.done:
-            self._finish(Failure(ConnectionError("connection lost mid-transfer")))
+            # The transport drops its producer itself when the connection goes.
+            self._finish(Failure(ConnectionError("connection lost mid-transfer")), unregister=False)
 
     def abort(self, why: Exception) -> None:
         """Stop sending (the peer answered early, with an error)."""
         if not self.done:
             self._finish(Failure(why))
 
-    def _finish(self, failure: Failure | None) -> None:
+    def _finish(self, failure: Failure | None, unregister: bool = True) -> None:
         self.done = True
         if self.closeFile:
             self.file.close()
-        if failure is None or self.transport.connected:
+        if unregister:
             self.transport.unregisterProducer()
         self.finished(failure)
