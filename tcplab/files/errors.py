@@ -94,7 +94,7 @@ def wireError(error: FileServiceError | wire.ProtocolError) -> wire.ProtocolErro
     if isinstance(error, wire.ProtocolError):
         return error
     for kind in type(error).__mro__:
-        code = WIRE_CODES.get(kind)  # type: ignore[call-overload]
+        code = WIRE_CODES.get(kind)
         if code is not None:
             return wire.ProtocolError(code, error.message)
     return wire.ProtocolError(wire.SERVER_ERROR, error.message)

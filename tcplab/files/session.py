@@ -209,7 +209,10 @@ class FileSession:
             self.startListing(request)
         elif request.op == "stat":
             self.channel.sendMessage(
-                {"ok": True, **describe(self.factory.root.existing(request.path), self.factory.root)}
+                {
+                    "ok": True,
+                    **describe(self.factory.root.existing(request.path), self.factory.root),
+                }
             )
         elif request.op == "get":
             self.startDownload(request)
@@ -284,7 +287,7 @@ class FileSession:
             elif not isinstance(error, FileServiceError):
                 self.log.failure("listing failed", failure)
                 error = StorageFailure("cannot list the directory")
-            self.fail(error)  # type: ignore[arg-type]
+            self.fail(error)
             self.requestDone()
 
         d.addCallbacks(ready, failed)
@@ -419,16 +422,12 @@ class FileSession:
         """Check the size and the name, lock the partial, tell the offset."""
         factory = self.factory
         if factory.maxSize is not None and request.size > factory.maxSize:
-            raise TooLarge(
-                f"{request.size} bytes is over the server's limit of {factory.maxSize}"
-            )
+            raise TooLarge(f"{request.size} bytes is over the server's limit of {factory.maxSize}")
         target = factory.root.resolve(request.path)
         if target == factory.root.path or not request.path.strip("/"):
             raise BadRequest("put needs a file name")
         if factory.uploadsInProgress >= factory.maxUploads:
-            raise Busy(
-                f"the server holds {factory.maxUploads} uploads already; try again later"
-            )
+            raise Busy(f"the server holds {factory.maxUploads} uploads already; try again later")
         upload = Upload(target, request.size, request.overwrite, request.resume)
         factory.uploadsInProgress += 1
         self.upload = upload
@@ -475,9 +474,7 @@ class FileSession:
         try:
             upload.finish(digest)
         except FileServiceError as e:
-            self.recordTransfer(
-                record, upload.received - upload.offset, FAILED, wireError(e).code
-            )
+            self.recordTransfer(record, upload.received - upload.offset, FAILED, wireError(e).code)
             raise
         self.recordTransfer(record, upload.received - upload.offset, OK)
         self.channel.sendMessage({"ok": True, "done": True, "size": upload.size, "sha256": digest})

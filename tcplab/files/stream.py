@@ -87,7 +87,9 @@ class FrameSender:
         """The connection went away mid-transfer."""
         if not self.done:
             # The transport drops its producer itself when the connection goes.
-            self._finish(Failure(ConnectionError("connection lost mid-transfer")), unregister=False)
+            self._finish(
+                Failure(ConnectionError("connection lost mid-transfer")), unregister=False
+            )
 
     def abort(self, why: Exception) -> None:
         """Stop sending (the peer answered early, with an error)."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 MAX_FRAME = 64 * 1024

@@ -27,7 +27,7 @@ T = TypeVar("T")
 class IBlockingWork(Interface):
     """Something that runs blocking jobs and reports through Deferreds."""
 
-    def run(job: Callable[[], Any]) -> defer.Deferred[Any]:
+    def run(job: Callable[[], Any]) -> defer.Deferred[Any]:  # noqa: N805 (zope Interface)
         """
         Run C{job} (no arguments); the Deferred fires with its result or
         fails with its exception.
@@ -63,7 +63,7 @@ class ThreadedWork:
             self.pending -= 1
             return result
 
-        return self._slots.run(inThread).addBoth(done)  # type: ignore[return-value]
+        return self._slots.run(inThread).addBoth(done)
 
 
 @implementer(IBlockingWork)

@@ -12,8 +12,8 @@ import json
 import os
 import shutil
 import socket
-import tempfile
 import struct
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,7 +48,7 @@ def connect(port: int) -> socket.socket:
 
 
 def reply(sock: socket.socket) -> dict[str, Any]:
-    return json.loads(socket_client.recv_frame(sock))  # type: ignore[no-any-return]
+    return json.loads(socket_client.recv_frame(sock))  # type: ignore[no-any-return,unused-ignore]
 
 
 def send(sock: socket.socket, message: dict[str, Any]) -> None:
@@ -108,7 +108,7 @@ async def test_racing_uploads_of_one_name_never_mix(
 
 def measureRoundTrips(port: int, done: threading.Event) -> list[float]:
     """A second client's stat round trips, measured until C{done} is set."""
-    times = []
+    times: list[float] = []
     with connect(port) as sock:
         while not done.is_set() or len(times) < 3:
             started = time.monotonic()
@@ -119,9 +119,7 @@ def measureRoundTrips(port: int, done: threading.Event) -> list[float]:
     return times
 
 
-async def whileOtherClientAsks(
-    port: int, heavy: Callable[[], Any]
-) -> tuple[Any, list[float]]:
+async def whileOtherClientAsks(port: int, heavy: Callable[[], Any]) -> tuple[Any, list[float]]:
     """Run C{heavy} (blocking) and a stat-measuring client at once; return both results."""
     done = threading.Event()
 
@@ -227,7 +225,7 @@ async def test_listing_100000_entries_while_others_are_served(
 
 @pytest_twisted.ensureDeferred
 async def test_pipelined_requests_never_read_stay_bounded(loopback: Loopback, root: Path) -> None:
-    """1000 listings asked and not read: the server stops reading, others are served, all arrive later."""
+    """1000 unread listings: the server stops reading, others are served, all arrive later."""
     for n in range(200):
         (root / f"{n:03d}-{'x' * 60}").touch()
     port, observer = await serve(loopback, root)

@@ -68,7 +68,7 @@ def root(tmp_path: Path) -> Path:
 def test_request_behind_a_pending_login_waits_for_it(root: Path) -> None:
     """A list pipelined behind a login is answered after the login, as a logged-in user."""
     logins = ControlledLogins()
-    factory, clock = serve(root, authenticator=logins, anonymousReads=False)  # type: ignore[arg-type]
+    factory, clock = serve(root, authenticator=logins, anonymousReads=False)
     connection = connect(factory, clock)
     connection.clientSends(
         request({"op": "login", "user": "alice", "password": "pw"})
@@ -86,7 +86,7 @@ def test_request_behind_a_pending_login_waits_for_it(root: Path) -> None:
 def test_failed_login_answers_before_the_next_request(root: Path) -> None:
     """A failed login's error comes first; the request behind it is then refused as anonymous."""
     logins = ControlledLogins()
-    factory, clock = serve(root, authenticator=logins, anonymousReads=False)  # type: ignore[arg-type]
+    factory, clock = serve(root, authenticator=logins, anonymousReads=False)
     connection = connect(factory, clock)
     connection.clientSends(
         request({"op": "login", "user": "a", "password": "x"}) + request({"op": "list"})
@@ -251,7 +251,7 @@ def test_upload_limit_answers_busy(root: Path) -> None:
 
 
 def test_finish_with_vanished_partial_is_an_error_reply(root: Path) -> None:
-    """An upload whose partial was removed meanwhile gets server_error, not a dropped connection."""
+    """An upload whose partial was removed meanwhile gets server_error, not a dropped link."""
     factory, clock = serve(root, writable=True)
     connection = connect(factory, clock)
     connection.clientSends(request({"op": "put", "path": "x", "size": 2}))
@@ -274,7 +274,9 @@ def test_rm_of_a_directory_holding_only_abandoned_partials(root: Path) -> None:
     uploader.flush()
     assert os.listdir(root / "d") == [partialName("f", 10)]
     connection = connect(factory, clock)
-    connection.clientSends(request({"op": "list", "path": "d"}) + request({"op": "delete", "path": "d"}))
+    connection.clientSends(
+        request({"op": "list", "path": "d"}) + request({"op": "delete", "path": "d"})
+    )
     listing, deleted = replies(connection)
     assert listing["entries"] == [] and deleted == {"ok": True}
     assert not (root / "d").exists()
@@ -302,7 +304,7 @@ def test_abandoned_partials_expire_on_the_injected_clock(root: Path) -> None:
 def test_message_in_progress_only_while_the_peer_owes_bytes(root: Path) -> None:
     """Half a frame is a message in progress; a whole request waiting behind a login is not."""
     logins = ControlledLogins()
-    factory, clock = serve(root, authenticator=logins)  # type: ignore[arg-type]
+    factory, clock = serve(root, authenticator=logins)
     connection = connect(factory, clock)
     assert connection.server.messageInProgress() is None
     connection.clientSends(request({"op": "stat"})[:5])
@@ -336,7 +338,7 @@ def test_get_sends_the_snapshot_size(root: Path) -> None:
 
 
 def test_get_of_a_shrinking_file_fails_cleanly(root: Path) -> None:
-    """A file truncated after the header ends the download with server_error, not a short success."""
+    """A file truncated after the header ends the download with server_error, not success."""
     (root / "f").write_bytes(os.urandom(300_000))
     factory, clock = serve(root)
     connection = connect(factory, clock)
