@@ -257,3 +257,20 @@ async def test_pipelined_requests_never_read_stay_bounded(loopback: Loopback, ro
         return complete
 
     assert await threads.deferToThread(drain) == 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_socket_client_lists_every_page(loopback: Loopback, root: Path) -> None:
+    """The 40-line socket client of docs/protocol.md reads a listing of several pages."""
+    names = sorted(f"file-{n:04d}-{'x' * 50}" for n in range(700))
+    for name in names:
+        (root / name).touch()
+    port, _ = await serve(loopback, root)
+
+    def listing() -> list[dict[str, Any]]:
+        with connect(port) as sock:
+            entries: list[dict[str, Any]] = socket_client.listing(sock)
+            return entries
+
+    entries = await threads.deferToThread(listing)
+    assert [entry["name"] for entry in entries] == names
