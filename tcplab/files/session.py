@@ -123,6 +123,21 @@ def recordTransfer(
     metrics.increment("tcplab_file_transfer_bytes_total", count, op=record.op)
 
 
+def checkPermission(factory: FileServerFactory, user: str | None, op: str) -> None:
+    """
+    Refuse what C{user} (L{None}: anonymous) may not do on this server.
+
+    @raise AuthRequired: a write, or any read with anonymous reads off, needs a login.
+    @raise NotAllowed: a write on a read-only server.
+    """
+    writes = op in ("put", "delete")
+    anonymous = factory.authenticator.enabled and user is None
+    if anonymous and (writes or not factory.anonymousReads):
+        raise AuthRequired(f"log in to {op}")
+    if writes and not factory.writable:
+        raise NotAllowed("this server is read-only")
+
+
 TRANSFER_OPS = ("get", "put", "delete")
 """The operations counted in C{tcplab_file_transfers_total}."""
 
@@ -195,13 +210,7 @@ class FileSession:
 
     def checkPermission(self, request: wire.Request) -> None:
         """Refuse what this user may not do here (anonymous writes, read-only)."""
-        factory = self.factory
-        writes = request.op in ("put", "delete")
-        anonymous = factory.authenticator.enabled and self.user is None
-        if anonymous and (writes or not factory.anonymousReads):
-            raise AuthRequired(f"log in to {request.op}")
-        if writes and not factory.writable:
-            raise NotAllowed("this server is read-only")
+        checkPermission(self.factory, self.user, request.op)
 
     def carryOut(self, request: wire.Request) -> None:
         """Carry out one permitted request."""
