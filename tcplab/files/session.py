@@ -453,12 +453,16 @@ class FileSession:
 
         def hashed(_: None) -> None:
             self._cancellation = None
-            if not self.closed:
-                self.channel.sendMessage({"ok": True, "offset": upload.offset})
-                self.requestDone()
+            if self.closed:
+                self.uploadInterrupted()
+                return
+            self.channel.sendMessage({"ok": True, "offset": upload.offset})
+            self.requestDone()
 
         def failed(failure: Failure) -> None:
+            self._cancellation = None
             if self.closed or failure.check(Cancelled):
+                self.uploadInterrupted()
                 return
             self.releaseUpload(keep=True)
             self.transfer = None
@@ -556,11 +560,18 @@ class FileSession:
     def connectionLost(self) -> None:
         """Stop what runs for this connection; keep an interrupted upload's partial."""
         self.closed = True
-        if self._cancellation is not None:
-            self._cancellation.cancel()
         if self._nextPage is not None and self._nextPage.active():
             self._nextPage.cancel()
         self._pages = None
+        if self._cancellation is not None:
+            # A thread is reading the partial (or the file): it is released
+            # when that job ends, never closed under it.
+            self._cancellation.cancel()
+            return
+        self.uploadInterrupted()
+
+    def uploadInterrupted(self) -> None:
+        """The connection went during an upload: keep the partial, log it."""
         record = self.transfer
         upload = self.releaseUpload(keep=True)
         if upload is not None and record is not None:

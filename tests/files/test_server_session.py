@@ -353,3 +353,63 @@ def test_get_of_a_shrinking_file_fails_cleanly(root: Path) -> None:
     connection.clientSends(request({"op": "get", "path": "f"}))
     assert replies(connection)[-1]["error"] == "server_error"
     assert connection.client.closed.called
+
+
+class HeldWork:
+    """Blocking work that runs only when the test says so."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Any, defer.Deferred[Any]]] = []
+
+    def run(self, job: Any) -> defer.Deferred[Any]:
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.jobs.append((job, d))
+        return d
+
+    def finishAll(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for job, d in jobs:
+            try:
+                d.callback(job())
+            except Exception:
+                d.errback()
+
+
+def test_connection_lost_while_a_resume_is_hashed(root: Path) -> None:
+    """A client gone during the resume hash: the partial is kept, closed only after the job."""
+    kept = Upload(FileServerFactory(str(root)).root.resolve("f"), 10, overwrite=False, resume=True)
+    kept.write(b"12345")
+    kept.abort(keep=True)
+    work = HeldWork()
+    clock = MemoryReactorClock()
+    factory = FileServerFactory(
+        str(root), reactor=clock, work=work, writable=True, partialExpiry=0
+    )
+    connection = connect(factory, clock)
+    connection.clientSends(request({"op": "put", "path": "f", "size": 10}))
+    [(job, _)] = work.jobs
+    assert replies(connection) == [] and factory.uploadsInProgress == 1
+    connection.clientTransport.loseConnection()
+    connection.flush()
+    assert factory.uploadsInProgress == 1, "the partial stays open while a thread reads it"
+    work.finishAll()
+    assert factory.uploadsInProgress == 0
+    assert (root / partialName("f", 10)).read_bytes() == b"12345"
+    assert factory.metrics.value("tcplab_file_transfers_total", op="put", outcome="interrupted")
+
+
+def test_longest_name_goes_up_and_comes_back(root: Path) -> None:
+    """A 255-byte name uploads and downloads over the wire."""
+    name = "ü" * 127 + "z"
+    factory, clock = serve(root, writable=True)
+    connection = connect(factory, clock)
+    digest = hashlib.sha256(b"data").hexdigest()
+    connection.clientSends(
+        request({"op": "put", "path": f"dir/{name}", "size": 4})
+        + wire.dataFrame(b"data")
+        + request({"sha256": digest})
+        + request({"op": "get", "path": f"dir/{name}"})
+    )
+    started, done, header, chunk, trailer = replies(connection)
+    assert done["sha256"] == digest and header["size"] == 4
+    assert chunk == b"data" and trailer["sha256"] == digest
