@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
+from zope.interface import implementer
 
 from tcplab.auth import LoginFailed
 from tcplab.files import FileServerFactory, wire
 from tcplab.files.storage import Upload, partialName
-from tcplab.files.work import InlineWork
+from tcplab.files.work import IBlockingWork, InlineWork
 from tests.memory import MemoryConnection, connectInMemory
 
 
@@ -355,6 +356,7 @@ def test_get_of_a_shrinking_file_fails_cleanly(root: Path) -> None:
     assert connection.client.closed.called
 
 
+@implementer(IBlockingWork)
 class HeldWork:
     """Blocking work that runs only when the test says so."""
 
@@ -387,7 +389,7 @@ def test_connection_lost_while_a_resume_is_hashed(root: Path) -> None:
     )
     connection = connect(factory, clock)
     connection.clientSends(request({"op": "put", "path": "f", "size": 10}))
-    [(job, _)] = work.jobs
+    assert len(work.jobs) == 1
     assert replies(connection) == [] and factory.uploadsInProgress == 1
     connection.clientTransport.loseConnection()
     connection.flush()
@@ -411,5 +413,6 @@ def test_longest_name_goes_up_and_comes_back(root: Path) -> None:
         + request({"op": "get", "path": f"dir/{name}"})
     )
     started, done, header, chunk, trailer = replies(connection)
+    assert started == {"ok": True, "offset": 0}
     assert done["sha256"] == digest and header["size"] == 4
     assert chunk == b"data" and trailer["sha256"] == digest
