@@ -8,8 +8,10 @@ L{ChecksumMismatch}.  The wire format is in docs/protocol.md.
 
 The server side, one module per concern: C{wire} (frames and messages,
 pure), C{errors} (domain errors and their wire codes), C{root}
-(confinement), C{storage} (listings, locked partial uploads, cleanup),
-C{work} (blocking jobs off the reactor thread), C{session} (one client's
+(confinement), C{listing} (entries and paged listings), C{partials}
+(partial files: names, locks, cleanup), C{storage} (uploads, hashing),
+C{work} (blocking jobs off the reactor thread), C{records} (transfer
+outcomes, logs and metrics), C{session} and C{transfers} (one client's
 requests, permissions and transfers, without sockets), C{server} (the
 protocol adapter and the factory), C{stream} (files as data frames, with
 backpressure) and C{tutorial} (the socket tutorials' own file protocols).

@@ -28,9 +28,9 @@ from tcplab.addresses import describeAddress
 from tcplab.auth import Authenticator
 from tcplab.files import wire
 from tcplab.files.errors import Busy
+from tcplab.files.partials import sweepAbandonedPartials
 from tcplab.files.root import SafeRoot
 from tcplab.files.session import FileSession
-from tcplab.files.storage import sweepAbandonedPartials
 from tcplab.files.work import IBlockingWork, InlineWork, ThreadedWork
 from tcplab.interfaces import IGracefulStop, IMessageProgress, IRefusalFormat
 from tcplab.metrics import Metrics

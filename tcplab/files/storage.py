@@ -1,6 +1,6 @@
 """
-Files on disk, as the file service sees them: listings, crash-safe uploads
-that never share a partial file, and the cleanup of abandoned partials.
+Uploads on disk, crash-safe and never sharing a partial file, and the
+hashing of a file's existing part.
 
 An L{Upload} writes to a hidden partial file beside its target, named by a
 hash of the target's name and the announced size
@@ -10,24 +10,20 @@ writes: a second upload of the same name -- from this process or another on
 the same host -- gets L{Busy} instead of writing into the same file.  Only
 when every announced byte is there and the SHA-256 matches is the partial
 renamed atomically to the target.  A lost connection leaves the partial,
-unlocked, for a resume; L{sweepAbandonedPartials} removes those left alone
-for too long.
+unlocked, for a resume (L{tcplab.files.partials} names, locks and cleans
+them up).
 
-The functions that may take long on a big file or directory (L{hashDescriptorPrefix},
-L{readNames}, L{sweepAbandonedPartials}) are plain blocking functions: the
-server runs them off the reactor thread (see L{tcplab.files.work}).
+L{hashDescriptorPrefix} and L{Upload.hashExisting} may take long on a big
+file: they are plain blocking functions that the server runs off the reactor
+thread (see L{tcplab.files.work}).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import os
-import re
-import stat as statModule
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -43,12 +39,19 @@ from tcplab.files.errors import (
     NotAllowed,
     StorageFailure,
 )
-from tcplab.files.root import PARTIAL_SUFFIX, SafeRoot, isPartialName
+from tcplab.files.partials import lockPartial, partialName, removeStalePartials, sameFile
+
+__all__ = [
+    "Cancellation",
+    "Cancelled",
+    "Upload",
+    "hashDescriptorPrefix",
+    "hashPrefix",
+    "partialName",
+]
 
 READ_SIZE = 1024 * 1024
 """Bytes read at a time when hashing a file's existing part."""
-
-_PARTIAL_PATTERN = re.compile(r"^\.([0-9a-f]{40})\.[0-9]+" + re.escape(PARTIAL_SUFFIX) + "$")
 
 
 @dataclass
@@ -64,63 +67,6 @@ class Cancellation:
 
 class Cancelled(Exception):
     """A blocking job stopped because it was cancelled."""
-
-
-def describe(path: FilePath[str], root: SafeRoot) -> dict[str, Any]:
-    """
-    A listing entry: name, type (file, dir or other), size and mtime, and
-    C{"symlink": True} for a symbolic link that stays inside C{root} (its
-    type, size and mtime are its target's).  A link leading outside the root
-    or nowhere is ``other``, described by the link itself: nothing about
-    what lies outside is revealed.
-    """
-    info = os.lstat(path.path)
-    symlink = statModule.S_ISLNK(info.st_mode)
-    if symlink:
-        if not root.contains(os.path.realpath(path.path)):
-            return _entry(path.basename(), "other", 0, info.st_mtime, False)
-        try:
-            info = os.stat(path.path)
-        except OSError:
-            return _entry(path.basename(), "other", 0, info.st_mtime, False)
-    if statModule.S_ISDIR(info.st_mode):
-        kind = "dir"
-    elif statModule.S_ISREG(info.st_mode):
-        kind = "file"
-    else:
-        kind = "other"
-    return _entry(path.basename(), kind, info.st_size, info.st_mtime, symlink)
-
-
-def _entry(name: str, kind: str, size: int, mtime: float, symlink: bool) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "name": name,
-        "type": kind,
-        "size": size if kind == "file" else 0,
-        "mtime": int(mtime),
-    }
-    if symlink:
-        entry["symlink"] = True
-    return entry
-
-
-def readNames(path: FilePath[str]) -> list[str]:
-    """A directory's entry names, sorted, partial uploads left out (blocking)."""
-    with os.scandir(path.path) as entries:
-        names = [entry.name for entry in entries if not isPartialName(entry.name)]
-    names.sort()
-    return names
-
-
-def describeEach(
-    directory: FilePath[str], names: list[str], root: SafeRoot
-) -> Iterator[dict[str, Any]]:
-    """The entries of C{names} in C{directory}, skipping any that vanished meanwhile."""
-    for name in names:
-        try:
-            yield describe(directory.child(name), root)
-        except OSError:
-            continue
 
 
 def hashPrefix(file: BinaryIO, length: int) -> Any:
@@ -161,16 +107,6 @@ def hashDescriptorPrefix(
     return digest
 
 
-def partialKey(targetName: str) -> str:
-    """The hash naming the partials of one target name (40 hex digits)."""
-    return hashlib.sha256(os.fsencode(targetName)).hexdigest()[:40]
-
-
-def partialName(targetName: str, size: int) -> str:
-    """The partial file's name for an upload of C{size} bytes to C{targetName}."""
-    return f".{partialKey(targetName)}.{size}{PARTIAL_SUFFIX}"
-
-
 def diskError(e: OSError, doing: str = "write") -> FileServiceError:
     """The domain error for an operating-system error met while storing."""
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -180,118 +116,6 @@ def diskError(e: OSError, doing: str = "write") -> FileServiceError:
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return NotAllowed(f"server could not {doing}: {e.strerror}")
     return StorageFailure(f"server could not {doing}: {e.strerror}")
-
-
-def _sameFile(path: str, fd: int) -> bool:
-    try:
-        onDisk = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return False
-    mine = os.fstat(fd)
-    return (onDisk.st_dev, onDisk.st_ino) == (mine.st_dev, mine.st_ino)
-
-
-def lockPartial(path: str, create: bool = True) -> int | None:
-    """
-    Open C{path} and take its exclusive lock without waiting; return the
-    descriptor, or L{None} when another upload holds the lock.
-
-    The lock is on the open file, so after taking it the path is checked to
-    still name that file: a partial renamed into place or removed by its
-    holder meanwhile is not ours to write (the open is then retried).
-    """
-    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
-    for _ in range(10):
-        fd = os.open(path, flags, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        if _sameFile(path, fd):
-            return fd
-        os.close(fd)
-        if not create:
-            return None
-    raise StorageFailure("could not take the lock of the partial upload")
-
-
-def removeUnlockedPartial(path: str) -> bool:
-    """Remove a partial nobody holds; say whether it was removed."""
-    try:
-        fd = lockPartial(path, create=False)
-    except (OSError, StorageFailure):
-        return False
-    if fd is None:
-        return False
-    try:
-        os.unlink(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def removeStalePartials(directory: str, targetName: str, keep: str = "") -> None:
-    """Remove the unlocked partials of exactly C{targetName} in C{directory}, but C{keep}."""
-    key = partialKey(targetName)
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        match = _PARTIAL_PATTERN.match(name)
-        if match and match.group(1) == key and name != keep:
-            removeUnlockedPartial(os.path.join(directory, name))
-
-
-def sweepAbandonedPartials(root: str, maxAge: float, now: float) -> int:
-    """
-    Remove every partial under C{root} unchanged for C{maxAge} seconds and
-    held by no upload (blocking); return how many went.
-    """
-    removed = 0
-    for directory, _, names in os.walk(root):
-        for name in names:
-            if not isPartialName(name):
-                continue
-            path = os.path.join(directory, name)
-            try:
-                if now - os.lstat(path).st_mtime < maxAge:
-                    continue
-            except OSError:
-                continue
-            removed += removeUnlockedPartial(path)
-    return removed
-
-
-def removeDirectory(path: str) -> None:
-    """
-    Remove an empty directory; one that holds nothing but partial uploads no
-    connection is writing (interrupted, abandoned) counts as empty.
-
-    @raise NotAllowed: not empty, an upload into it is running, or no permission.
-    """
-    try:
-        os.rmdir(path)
-        return
-    except OSError as e:
-        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise NotAllowed(f"cannot delete: {e.strerror}") from None
-    names = os.listdir(path)
-    if not all(isPartialName(name) for name in names):
-        raise NotAllowed("cannot delete: Directory not empty")
-    for name in names:
-        if not removeUnlockedPartial(os.path.join(path, name)):
-            raise NotAllowed("cannot delete: an upload into it is in progress")
-    try:
-        os.rmdir(path)
-    except OSError as e:
-        raise NotAllowed(f"cannot delete: {e.strerror}") from None
 
 
 def _nameMax(directory: str) -> int:
@@ -427,7 +251,7 @@ class Upload:
         if digest is not None and actual != digest:
             self.abort(keep=False)
             raise ChecksumMismatch(f"SHA-256 mismatch: received {actual}, expected {digest}")
-        if not _sameFile(self.partial.path, self.fileno):
+        if not sameFile(self.partial.path, self.fileno):
             self.abort(keep=True)
             raise StorageFailure("the partial upload was removed before it was complete")
         try:
@@ -456,7 +280,7 @@ class Upload:
             return
         if not keep:
             with contextlib.suppress(OSError):
-                if _sameFile(self.partial.path, self.fileno):
+                if sameFile(self.partial.path, self.fileno):
                     os.unlink(self.partial.path)
         with contextlib.suppress(OSError):
             self.file.close()

@@ -40,16 +40,16 @@ from zope.interface import implementer
 from tcplab.addresses import describeAddress
 from tcplab.files import wire
 from tcplab.files.errors import BadRequest, Busy, FileServiceError, TooLarge
-from tcplab.files.server import FileServerFactory
-from tcplab.files.session import (
+from tcplab.files.records import (
     FAILED,
     INTERRUPTED,
     OK,
     REFUSED,
     TransferRecord,
-    checkPermission,
     recordTransfer,
 )
+from tcplab.files.server import FileServerFactory
+from tcplab.files.session import checkPermission
 from tcplab.files.storage import Upload
 from tcplab.files.stream import FrameSender
 from tcplab.interfaces import IGracefulStop, IMessageProgress

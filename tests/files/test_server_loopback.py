@@ -26,7 +26,7 @@ import pytest_twisted
 from twisted.internet import defer, threads
 
 from tcplab.files import FileServerFactory, storage, wire
-from tcplab.files.storage import partialName
+from tcplab.files.partials import partialName
 from tcplab.observe import ConnectionObserver
 from tests.files import socket_client
 from tests.support import Loopback, waitUntil

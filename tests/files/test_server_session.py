@@ -16,7 +16,8 @@ from zope.interface import implementer
 
 from tcplab.auth import LoginFailed
 from tcplab.files import FileServerFactory, wire
-from tcplab.files.storage import Upload, partialName
+from tcplab.files.partials import partialName
+from tcplab.files.storage import Upload
 from tcplab.files.work import IBlockingWork, InlineWork
 from tests.memory import MemoryConnection, connectInMemory
 

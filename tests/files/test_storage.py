@@ -1,4 +1,4 @@
-"""Tests for L{tcplab.files.storage}: locked partials, atomic rename, cleanup, listings."""
+"""Tests for the storage, partials and listing modules: locks, atomic rename, cleanup."""
 
 from __future__ import annotations
 
@@ -14,19 +14,10 @@ import pytest
 from twisted.python.filepath import FilePath
 
 from tcplab.files import errors
+from tcplab.files.listing import describe, describeEach, readNames
+from tcplab.files.partials import partialName, removeDirectory, sweepAbandonedPartials
 from tcplab.files.root import SafeRoot
-from tcplab.files.storage import (
-    Cancellation,
-    Cancelled,
-    Upload,
-    describe,
-    describeEach,
-    hashDescriptorPrefix,
-    partialName,
-    readNames,
-    removeDirectory,
-    sweepAbandonedPartials,
-)
+from tcplab.files.storage import Cancellation, Cancelled, Upload, hashDescriptorPrefix
 
 
 def sha(data: bytes) -> str:
