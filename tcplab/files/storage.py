@@ -271,8 +271,14 @@ class Upload:
         finally:
             if not self.file.closed:
                 self.file.close()
-        removeStalePartials(self.target.dirname(), self.target.basename())
         return actual
+
+    def removeStalePartials(self) -> None:
+        """
+        After L{finish}: remove the other partials of exactly this name that
+        no upload holds (blocking: it lists the directory, which may be huge).
+        """
+        removeStalePartials(self.target.dirname(), self.target.basename())
 
     def abort(self, keep: bool) -> None:
         """Stop: keep the partial for a resume, or remove it (before unlocking)."""

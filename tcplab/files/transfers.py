@@ -45,6 +45,15 @@ if TYPE_CHECKING:
     from tcplab.files.server import FileServerFactory
 
 
+def cleanUpAfter(factory: FileServerFactory, upload: Upload) -> None:
+    """Have C{factory}'s blocking work remove C{upload}'s stale partials; log a failure."""
+    try:
+        d = factory.work.run(upload.removeStalePartials)
+    except Busy:
+        return  # the expiry sweep will do it
+    d.addErrback(lambda f: TransferSession.log.failure("removing stale partials failed", f))
+
+
 class FileChannel(Protocol):
     """What a session needs from its connection."""
 
@@ -280,9 +289,14 @@ class TransferSession:
             self.recordTransfer(record, upload.received - upload.offset, FAILED, wireError(e).code)
             raise
         self.recordTransfer(record, upload.received - upload.offset, OK)
+        self.cleanUpAfter(upload)
         self.channel.sendMessage({"ok": True, "done": True, "size": upload.size, "sha256": digest})
         if self.stopping:
             self.channel.closeConnection()
+
+    def cleanUpAfter(self, upload: Upload) -> None:
+        """Remove the name's stale partials off the reactor thread (skipped when busy)."""
+        cleanUpAfter(self.factory, upload)
 
     def releaseUpload(self, keep: bool) -> Upload | None:
         """Drop the upload in progress (keeping its partial or not); return it."""

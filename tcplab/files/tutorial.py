@@ -52,6 +52,7 @@ from tcplab.files.server import FileServerFactory
 from tcplab.files.session import checkPermission
 from tcplab.files.storage import Upload
 from tcplab.files.stream import FrameSender
+from tcplab.files.transfers import cleanUpAfter
 from tcplab.interfaces import IGracefulStop, IMessageProgress
 
 HEADER_LENGTH = struct.Struct("=i")
@@ -232,6 +233,7 @@ class TutorialProtocol(Protocol):
             self.recordTransfer(record, upload.received, FAILED, e.message)
             raise
         self.recordTransfer(record, upload.received, OK)
+        cleanUpAfter(self.files, upload)
         if self.stopping:
             self.transport.loseConnection()
 

@@ -417,3 +417,18 @@ def test_longest_name_goes_up_and_comes_back(root: Path) -> None:
     assert started == {"ok": True, "offset": 0}
     assert done["sha256"] == digest and header["size"] == 4
     assert chunk == b"data" and trailer["sha256"] == digest
+
+
+def test_completed_put_clears_that_names_stale_partials(root: Path) -> None:
+    """A put that lands removes the name's abandoned partials of other sizes, not others'."""
+    (root / partialName("x", 100)).write_bytes(b"old")
+    (root / partialName("x.pdf", 100)).write_bytes(b"other name")
+    factory, clock = serve(root, writable=True)
+    connection = connect(factory, clock)
+    connection.clientSends(
+        request({"op": "put", "path": "x", "size": 2})
+        + wire.dataFrame(b"ok")
+        + request({"sha256": hashlib.sha256(b"ok").hexdigest()})
+    )
+    assert replies(connection)[-1]["done"] is True
+    assert sorted(os.listdir(root)) == sorted(["x", partialName("x.pdf", 100)])

