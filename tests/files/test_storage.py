@@ -200,6 +200,21 @@ def test_vanished_partial_is_an_error(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+def test_replaced_partial_is_not_taken_for_ours(tmp_path: Path) -> None:
+    """If our partial was removed and a new upload made its own, finishing never lands theirs."""
+    upload = Upload(fp(tmp_path / "x"), 2, overwrite=False, resume=True)
+    upload.write(b"ok")
+    os.unlink(upload.partial.path)
+    theirs = Upload(fp(tmp_path / "x"), 2, overwrite=False, resume=True)
+    theirs.write(b"no")
+    theirs.file.flush()
+    with pytest.raises(errors.StorageFailure):
+        upload.finish(sha(b"ok"))
+    assert not (tmp_path / "x").exists()
+    theirs.finish(sha(b"no"))
+    assert (tmp_path / "x").read_bytes() == b"no"
+
+
 def test_longest_names_upload(tmp_path: Path) -> None:
     """A 255-byte name (the file system's limit) uploads: the partial's name is short."""
     name = "é" * 127 + "x"
