@@ -66,7 +66,7 @@ class Options(AuthServiceOptions):
             None,
             DEFAULT_PARTIAL_EXPIRY,
             "Remove an interrupted upload's partial file after this many seconds "
-            "untouched (default: one day; 0: keep for ever).",
+            "untouched (86400 is a day; 0: keep for ever).",
             float,
         ],
         [
@@ -83,10 +83,7 @@ class Options(AuthServiceOptions):
         self["tutorial-listen"] = []
 
     def opt_tutorial_listen(self, description: str) -> None:
-        """
-        Also listen on this endpoint (repeatable) for the socket tutorials'
-        downloader and uploader programs (default: off).
-        """
+        """Also listen here (repeatable) for the tutorials' downloader and uploader."""
         self["tutorial-listen"].append(description)
 
     def postOptions(self) -> None:
