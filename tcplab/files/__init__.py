@@ -1,10 +1,20 @@
 """
-The file service: list, stat, get, put and delete over Int32StringReceiver
+The file service: list, stat, get, put and delete over length-prefixed
 frames, streamed, resumable, verified with SHA-256 and confined to a root.
 
 Public names: L{FileServerFactory} (serve a directory), L{FileClient}
 (a Deferred-returning client), L{SafeRoot}, L{RemoteError},
 L{ChecksumMismatch}.  The wire format is in docs/protocol.md.
+
+The server side, one module per concern: C{wire} (frames and messages,
+pure), C{errors} (domain errors and their wire codes), C{root}
+(confinement), C{listing} (entries and paged listings), C{partials}
+(partial files: names, locks, cleanup), C{storage} (uploads, hashing),
+C{work} (blocking jobs off the reactor thread), C{records} (transfer
+outcomes, logs and metrics), C{session} and C{transfers} (one client's
+requests, permissions and transfers, without sockets), C{server} (the
+protocol adapter and the factory), C{stream} (files as data frames, with
+backpressure) and C{tutorial} (the socket tutorials' own file protocols).
 """
 
 from tcplab.files.client import ChecksumMismatch, FileClient, RemoteError

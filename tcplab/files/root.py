@@ -1,10 +1,12 @@
 """
 Confinement: every path a client names is resolved inside one directory.
 
-L{SafeRoot.resolve} refuses, with L{NOT_ALLOWED}: NUL bytes, backslashes,
+L{SafeRoot.resolve} refuses, with L{NotAllowed}: NUL bytes, backslashes,
 absolute paths, C{..} components, the names of partial uploads, and any path
 whose real location -- after following every symlink, component by
-component, as C{os.path.realpath} does -- is not inside the root.
+component, as C{os.path.realpath} does -- is not inside the root.  A path
+that cannot be a file name at all (a lone surrogate such as C{"\\ud800"}) is
+a L{BadRequest}.
 (C{FilePath.preauthChild} only compares string prefixes and follows no
 symlinks, so it is not enough.)
 """
@@ -15,10 +17,10 @@ import os
 
 from twisted.python.filepath import FilePath
 
-from tcplab.files.wire import NOT_ALLOWED, NOT_FOUND, ProtocolError
+from tcplab.files.errors import BadRequest, NotAllowed, NotFound
 
 PARTIAL_SUFFIX = ".tcplab-partial"
-"""Partial uploads are hidden files ``.NAME.KEY.tcplab-partial`` beside NAME."""
+"""Partial uploads are hidden files ``.KEY.tcplab-partial`` beside their target."""
 
 
 def isPartialName(name: str) -> bool:
@@ -45,31 +47,39 @@ class SafeRoot:
         The L{FilePath} for C{name} (``a/b.txt``; ``""`` or ``"."`` is the
         root itself), which may not exist yet.
 
-        @raise ProtocolError: L{NOT_ALLOWED} when C{name} escapes the root.
+        @raise NotAllowed: when C{name} escapes the root.
+        @raise BadRequest: when C{name} cannot be a path on this system.
         """
+        try:
+            os.fsencode(name)
+        except UnicodeEncodeError:
+            raise BadRequest(f"not a valid path (bad Unicode): {name!r}") from None
         if "\x00" in name or "\\" in name:
-            raise ProtocolError(NOT_ALLOWED, f"not allowed: {name!r}")
+            raise NotAllowed(f"not allowed: {name!r}")
         if name.startswith("/"):
-            raise ProtocolError(NOT_ALLOWED, f"not allowed: absolute path {name!r}")
+            raise NotAllowed(f"not allowed: absolute path {name!r}")
         parts = [part for part in name.split("/") if part not in ("", ".")]
         for part in parts:
             if part == ".." or isPartialName(part):
-                raise ProtocolError(NOT_ALLOWED, f"not allowed: {name!r}")
+                raise NotAllowed(f"not allowed: {name!r}")
         candidate = os.path.join(self._real, *parts)
-        real = os.path.realpath(candidate)
-        if real != self._real and os.path.commonpath([self._real, real]) != self._real:
-            raise ProtocolError(NOT_ALLOWED, f"not allowed: {name!r} leads outside the root")
+        if not self.contains(os.path.realpath(candidate)):
+            raise NotAllowed(f"not allowed: {name!r} leads outside the root")
         return FilePath(candidate)
+
+    def contains(self, realPath: str) -> bool:
+        """Whether a resolved (symlink-free) path is the root or inside it."""
+        return realPath == self._real or os.path.commonpath([self._real, realPath]) == self._real
 
     def existing(self, name: str) -> FilePath[str]:
         """
         Like L{resolve}, for something that must exist.
 
-        @raise ProtocolError: L{NOT_FOUND} if it does not.
+        @raise NotFound: if it does not.
         """
         path = self.resolve(name)
         if not path.exists():
-            raise ProtocolError(NOT_FOUND, f"no such file or directory: {name!r}")
+            raise NotFound(f"no such file or directory: {name!r}")
         return path
 
     def relative(self, path: FilePath[str]) -> str:

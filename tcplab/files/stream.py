@@ -20,6 +20,8 @@ class FrameSender:
     transport whenever its buffer is full, so memory stays flat.
 
     @ivar limit: send at most this many bytes (L{None}: to the end).
+    @ivar transform: turns a chunk into the bytes written (a data frame by
+        default; the identity for a raw byte stream).
     @ivar progress: called with the size of each chunk sent.
     @ivar closeFile: close the file when done (the server owns its files;
         the client's caller owns theirs).
@@ -34,6 +36,7 @@ class FrameSender:
         limit: int | None = None,
         progress: Callable[[int], None] | None = None,
         closeFile: bool = True,
+        transform: Callable[[bytes], bytes] = wire.dataFrame,
     ) -> None:
         self.file = file
         self.transport = transport
@@ -42,6 +45,7 @@ class FrameSender:
         self.limit = limit
         self.progress = progress
         self.closeFile = closeFile
+        self.transform = transform
         self.paused = False
         self.done = False
         self.sent = 0
@@ -54,7 +58,8 @@ class FrameSender:
     def resumeProducing(self) -> None:
         """Send chunks until the transport pauses us or the file ends."""
         self.paused = False
-        read, update, write = self.file.read, self.hasher.update, self.transport.write
+        read, write, transform = self.file.read, self.transport.write, self.transform
+        update = self.hasher.update if self.hasher is not None else None
         while not self.paused and not self.done:
             size = wire.CHUNK_SIZE
             if self.limit is not None:
@@ -67,8 +72,9 @@ class FrameSender:
             if not chunk:
                 self._finish(None)
                 return
-            update(chunk)
-            write(wire.dataFrame(chunk))
+            if update is not None:
+                update(chunk)
+            write(transform(chunk))
             self.sent += len(chunk)
             if self.progress is not None:
                 self.progress(len(chunk))
@@ -80,17 +86,20 @@ class FrameSender:
     def stopProducing(self) -> None:
         """The connection went away mid-transfer."""
         if not self.done:
-            self._finish(Failure(ConnectionError("connection lost mid-transfer")))
+            # The transport drops its producer itself when the connection goes.
+            self._finish(
+                Failure(ConnectionError("connection lost mid-transfer")), unregister=False
+            )
 
     def abort(self, why: Exception) -> None:
         """Stop sending (the peer answered early, with an error)."""
         if not self.done:
             self._finish(Failure(why))
 
-    def _finish(self, failure: Failure | None) -> None:
+    def _finish(self, failure: Failure | None, unregister: bool = True) -> None:
         self.done = True
         if self.closeFile:
             self.file.close()
-        if failure is None or self.transport.connected:
+        if unregister:
             self.transport.unregisterProducer()
         self.finished(failure)

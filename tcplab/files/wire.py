@@ -1,17 +1,18 @@
 """
 The file service's wire format, pure: frames, messages, error codes.
 
-Every message is one C{Int32StringReceiver} frame: a 4-byte big-endian
-length, then the payload.  A payload starting with C{{} is a control message,
-a JSON object; a payload starting with the byte C{0x00} is a data chunk, the
-rest of the payload being file bytes.  docs/protocol.md is the full
-description.
+Every message is one frame: a 4-byte big-endian length, then the payload
+(the framing of Twisted's C{Int32StringReceiver}, decoded here by
+L{FrameDecoder}).  A payload starting with C{{} is a control message, a JSON
+object; a payload starting with the byte C{0x00} is a data chunk, the rest of
+the payload being file bytes.  docs/protocol.md is the full description.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ NO_SPACE = "no_space"
 SERVER_ERROR = "server_error"
 AUTH_REQUIRED = "auth_required"
 AUTH_FAILED = "auth_failed"
+BUSY = "busy"
 ERROR_CODES = frozenset(
     [
         NOT_FOUND,
@@ -52,8 +54,15 @@ ERROR_CODES = frozenset(
         SERVER_ERROR,
         AUTH_REQUIRED,
         AUTH_FAILED,
+        BUSY,
     ]
 )
+
+PAGE_ENTRIES = 256
+"""At most this many entries in one page of a listing."""
+
+PAGE_BYTES = 15 * 1024
+"""A listing page is cut before its JSON passes this size (under L{MAX_CONTROL})."""
 
 OPERATIONS = ("list", "stat", "get", "put", "delete", "login")
 
@@ -69,6 +78,74 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class FrameTooLarge(Exception):
+    """A peer announced a frame over L{MAX_FRAME}; nothing of it was read."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(f"frame of {length} bytes exceeds {MAX_FRAME}")
+        self.length = length
+
+
+class FrameDecoder:
+    """
+    Turn a byte stream into frame payloads, sans I/O.
+
+    Bytes go in with L{feed}; complete payloads come out, one at a time,
+    with L{nextFrame}, so the caller decides when to take the next one (it
+    stops while a request is being answered).  Nothing beyond one frame's
+    prefix is buffered for a frame over L{MAX_FRAME}: L{FrameTooLarge} is
+    raised as soon as its length is seen.
+
+    @ivar framesDecoded: frames taken so far (a marker for slow-drip checks).
+    """
+
+    def __init__(self, maxFrame: int = MAX_FRAME) -> None:
+        self.maxFrame = maxFrame
+        self.framesDecoded = 0
+        self._buffer = bytearray()
+        self._offset = 0
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes received from the peer."""
+        if self._offset and self._offset == len(self._buffer):
+            self._buffer.clear()
+            self._offset = 0
+        self._buffer += data
+
+    def nextFrame(self) -> bytes | None:
+        """
+        The next complete payload, or L{None} until more bytes arrive.
+
+        @raise FrameTooLarge: the next frame announces more than C{maxFrame}.
+        """
+        buffer, offset = self._buffer, self._offset
+        available = len(buffer) - offset
+        if available < PREFIX.size:
+            return None
+        (length,) = PREFIX.unpack_from(buffer, offset)
+        if length > self.maxFrame:
+            raise FrameTooLarge(length)
+        end = offset + PREFIX.size + length
+        if end > len(buffer):
+            return None
+        payload = bytes(buffer[offset + PREFIX.size : end])
+        if end == len(buffer):
+            buffer.clear()
+            self._offset = 0
+        elif end > 1024 * 1024:
+            del buffer[:end]
+            self._offset = 0
+        else:
+            self._offset = end
+        self.framesDecoded += 1
+        return payload
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet taken as frames."""
+        return len(self._buffer) - self._offset
 
 
 def frame(payload: bytes) -> bytes:
@@ -102,6 +179,29 @@ def _noDuplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"duplicate key {key!r}")
         result[key] = value
     return result
+
+
+def listingPages(
+    entries: Iterator[dict[str, Any]],
+) -> Iterator[dict[str, Any]]:
+    """
+    Cut a listing into page messages (``{"ok": true, "entries": [...],
+    "more": ...}``), each at most L{PAGE_ENTRIES} entries and about
+    L{PAGE_BYTES} of JSON; the last one says ``"more": false``.
+
+    Entries are pulled from C{entries} only as pages are taken, so a caller
+    can stat a directory's entries a page at a time.
+    """
+    page: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        length = len(encode(entry)) + 1
+        if page and (len(page) >= PAGE_ENTRIES or size + length > PAGE_BYTES):
+            yield {"ok": True, "entries": page, "more": True}
+            page, size = [], 0
+        page.append(entry)
+        size += length
+    yield {"ok": True, "entries": page, "more": False}
 
 
 def decode(payload: bytes) -> dict[str, Any]:

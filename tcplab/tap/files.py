@@ -6,14 +6,24 @@ docs/protocol.md.
 from __future__ import annotations
 
 import os
+import sys
 from typing import ClassVar
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
+from tcplab.errors import CannotListen
 from tcplab.files import FileServerFactory
+from tcplab.files.server import DEFAULT_MAX_UPLOADS, DEFAULT_PARTIAL_EXPIRY
+from tcplab.files.tutorial import TutorialFactory
+from tcplab.metrics import Sample
 from tcplab.sending import BULK_READ_SIZE
-from tcplab.tap.common import AuthServiceOptions, makeListeningService, observe
+from tcplab.tap.common import (
+    AuthServiceOptions,
+    ListeningService,
+    makeListeningService,
+    observe,
+)
 
 SERVICE_NAME = "tcplab-files"
 
@@ -33,12 +43,16 @@ class Options(AuthServiceOptions):
     """Command-line options of ``twistd tcplab-files``."""
 
     defaultListen: ClassVar[str] = "tcp:8009:interface=127.0.0.1"
-    synopsis = "[--listen ENDPOINT ...] [--root DIR] [--writable] [--max-size BYTES] [--auth ...]"
+    synopsis = (
+        "[--listen ENDPOINT ...] [--root DIR] [--writable] [--max-size BYTES] [--auth ...] "
+        "[--tutorial-listen ENDPOINT ...]"
+    )
     longdesc = (
         "Serve the files under --root (default: the current directory), read-only "
         "unless --writable: list, stat, get (resumable), put (resumable, crash-safe), "
         "delete, every transfer verified with SHA-256. Default listen address: "
-        "tcp:8009:interface=127.0.0.1."
+        "tcp:8009:interface=127.0.0.1. --tutorial-listen adds a listener for the socket "
+        "tutorials' own downloader and uploader programs."
     )
     optFlags = [
         ["writable", "w", "Allow uploads (put) and deletes."],
@@ -47,11 +61,38 @@ class Options(AuthServiceOptions):
     optParameters = [
         ["root", "r", ".", "The directory to serve."],
         ["max-size", None, None, "Refuse uploads larger than this (bytes; K/M/G suffixes)."],
+        [
+            "partial-expiry",
+            None,
+            DEFAULT_PARTIAL_EXPIRY,
+            "Remove an interrupted upload's partial file after this many seconds "
+            "untouched (86400 is a day; 0: keep for ever).",
+            float,
+        ],
+        [
+            "max-uploads",
+            None,
+            DEFAULT_MAX_UPLOADS,
+            "Uploads held at once, stalled ones included; more are answered busy.",
+            int,
+        ],
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["tutorial-listen"] = []
+
+    def opt_tutorial_listen(self, description: str) -> None:
+        """Also listen here (repeatable) for the tutorials' downloader and uploader."""
+        self["tutorial-listen"].append(description)
+
     def postOptions(self) -> None:
-        """Check the root and the size limit."""
+        """Check the root, the size limit, the expiry and the upload limit."""
         super().postOptions()
+        if self["partial-expiry"] < 0:
+            raise usage.UsageError("--partial-expiry cannot be negative")
+        if self["max-uploads"] < 1:
+            raise usage.UsageError("--max-uploads must be at least 1")
         if not os.path.isdir(self["root"]):
             raise usage.UsageError(f"--root {self['root']!r} is not a directory")
         if self["max-size"] is not None:
@@ -61,17 +102,56 @@ class Options(AuthServiceOptions):
                 raise usage.UsageError(f"--max-size {self['max-size']!r} is not a size") from None
 
 
-def makeService(options: Options) -> IService:
-    """The file service for twistd."""
-    factory = FileServerFactory(
+def makeFactory(options: Options) -> FileServerFactory:
+    """The file service's factory, as the options describe it."""
+    return FileServerFactory(
         options["root"],
         writable=options["writable"],
         maxSize=options["max-size"],
         authenticator=options.authenticator(),
         anonymousReads=not options["no-anonymous"],
+        partialExpiry=options["partial-expiry"],
+        maxUploads=options["max-uploads"],
     )
-    return makeListeningService(
+
+
+def makeService(options: Options) -> IService:
+    """The file service for twistd (and its tutorial listener, if asked for)."""
+    factory = makeFactory(options)
+    main = makeListeningService(
         SERVICE_NAME,
         options,
         observe(factory, SERVICE_NAME, options, readSize=BULK_READ_SIZE, writeDirectly=True),
     )
+    if not options["tutorial-listen"]:
+        return main
+    # A refused tutorial downloader would save any reason as the file's
+    # content: it gets the close alone.  Its connections are counted apart
+    # (a listener label), its transfers with the service's own.
+    tutorial = observe(
+        TutorialFactory(factory),
+        SERVICE_NAME,
+        options,
+        refusal=lambda reason: b"",
+        readSize=BULK_READ_SIZE,
+    )
+
+    def tutorialConnections() -> list[Sample]:
+        samples = tutorial.collectMetrics()
+        return [(name, {**labels, "listener": "tutorial"}, v) for name, labels, v in samples]
+
+    factory.metrics.addCollector(tutorialConnections)
+    try:
+        tutorialService = ListeningService(
+            f"{SERVICE_NAME} tutorial",
+            options["tutorial-listen"],
+            tutorial,
+            shutdownTimeout=options["shutdown-timeout"],
+        )
+    except CannotListen as e:
+        print(f"{SERVICE_NAME}: {e}", file=sys.stderr)
+        raise SystemExit(e.exitCode) from None
+    both = MultiService()
+    main.setServiceParent(both)
+    tutorialService.setServiceParent(both)
+    return both

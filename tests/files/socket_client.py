@@ -35,6 +35,17 @@ def request(sock, message):
     return reply
 
 
+def listing(sock, path=""):
+    page = request(sock, {"op": "list", "path": path})
+    entries = page["entries"]
+    while page["more"]:  # a big directory comes in several pages
+        page = json.loads(recv_frame(sock))
+        if not page["ok"]:
+            raise OSError(f"{page['error']}: {page['message']}")
+        entries += page["entries"]
+    return entries
+
+
 def download(sock, name, out):
     header = request(sock, {"op": "get", "path": name, "offset": 0})
     digest = hashlib.sha256()

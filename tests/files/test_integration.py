@@ -132,7 +132,7 @@ async def test_corrupted_partial_caught_by_checksum(loopback: Loopback, root: Pa
     payload = os.urandom(200_000)
     port = await serve(loopback, root, writable=True)
     bogus = b"X" * 100_000
-    (root / f".f.{len(payload)}.tcplab-partial").write_bytes(bogus)
+    (root / storage.partialName("f", len(payload))).write_bytes(bogus)
     files = await client(loopback, port)
     with pytest.raises(RemoteError) as caught:
         await files.put("f", io.BytesIO(payload), len(payload))

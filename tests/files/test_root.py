@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tcplab.files.errors import BadRequest, NotAllowed, NotFound
 from tcplab.files.root import SafeRoot
-from tcplab.files.wire import NOT_ALLOWED, NOT_FOUND, ProtocolError
 
 
 @pytest.fixture
@@ -46,9 +46,8 @@ def tree(tmp_path: Path) -> Path:
 )
 def test_escapes_refused(tree: Path, name: str) -> None:
     """Every way out of the root is refused as not allowed."""
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(NotAllowed):
         SafeRoot(tree).resolve(name)
-    assert caught.value.code == NOT_ALLOWED
 
 
 @pytest.mark.parametrize(
@@ -72,9 +71,8 @@ def test_inside_allowed(tree: Path, name: str) -> None:
 
 def test_missing_is_not_found(tree: Path) -> None:
     """existing() says not found for a path that does not exist."""
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(NotFound):
         SafeRoot(tree).existing("nope.txt")
-    assert caught.value.code == NOT_FOUND
 
 
 def test_root_must_be_a_directory(tmp_path: Path) -> None:
@@ -88,5 +86,18 @@ def test_root_through_a_symlink(tree: Path, tmp_path: Path) -> None:
     os.symlink(tree, tmp_path / "alias")
     root = SafeRoot(tmp_path / "alias")
     assert root.resolve("sub/ok.txt").exists()
-    with pytest.raises(ProtocolError):
+    with pytest.raises(NotAllowed):
         root.resolve("../files2/secret")
+
+
+@pytest.mark.parametrize("name", ["\ud800", "sub/\udfff.txt", "a\ud800b"])
+def test_lone_surrogate_is_a_bad_request(tree: Path, name: str) -> None:
+    """A path with a lone surrogate cannot name a file: a bad request, not a crash."""
+    with pytest.raises(BadRequest):
+        SafeRoot(tree).resolve(name)
+
+
+def test_undecodable_names_round_trip(tree: Path) -> None:
+    """A name that is not UTF-8 on disk, as listed (surrogate-escaped), resolves to it."""
+    (tree / os.fsdecode(b"caf\xe9")).write_text("x")
+    assert SafeRoot(tree).existing(os.fsdecode(b"caf\xe9")).exists()

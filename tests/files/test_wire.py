@@ -3,36 +3,34 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.internet.testing import StringTransport
-from twisted.protocols.basic import Int32StringReceiver
 
 from tcplab.files import wire
 
 
-class Recorder(Int32StringReceiver):
-    MAX_LENGTH = wire.MAX_FRAME
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.tooLong: list[int] = []
-
-    def stringReceived(self, string: bytes) -> None:
-        self.frames.append(string)
-
-    def lengthLimitExceeded(self, length: int) -> None:
-        self.tooLong.append(length)
+@dataclass
+class Decoded:
+    frames: list[bytes] = field(default_factory=list)
+    tooLong: list[int] = field(default_factory=list)
 
 
-def feed(chunks: list[bytes]) -> Recorder:
-    recorder = Recorder()
-    recorder.makeConnection(StringTransport())
+def feed(chunks: list[bytes], maxFrame: int = wire.MAX_FRAME) -> Decoded:
+    """Feed L{wire.FrameDecoder} chunk by chunk, taking every frame as soon as it is whole."""
+    decoder = wire.FrameDecoder(maxFrame)
+    result = Decoded()
     for chunk in chunks:
-        recorder.dataReceived(chunk)
-    return recorder
+        decoder.feed(chunk)
+        try:
+            while (payload := decoder.nextFrame()) is not None:
+                result.frames.append(payload)
+        except wire.FrameTooLarge as e:
+            result.tooLong.append(e.length)
+            break
+    return result
 
 
 messages = st.one_of(
@@ -62,10 +60,40 @@ def test_byte_at_a_time() -> None:
 
 
 def test_data_frame_limits() -> None:
-    """A full data chunk fits MAX_FRAME exactly; one byte more is refused unread."""
-    assert len(wire.dataFrame(b"x" * wire.CHUNK_SIZE)) - 4 == wire.MAX_FRAME
-    recorder = feed([wire.PREFIX.pack(wire.MAX_FRAME + 1) + b"x" * 10])
-    assert recorder.tooLong == [wire.MAX_FRAME + 1] and recorder.frames == []
+    """A full data chunk fits MAX_FRAME exactly; one byte more is refused on its prefix alone."""
+    full = wire.dataFrame(b"x" * wire.CHUNK_SIZE)
+    assert len(full) - 4 == wire.MAX_FRAME
+    assert feed([full]).frames == [full[4:]]
+    decoded = feed([wire.PREFIX.pack(wire.MAX_FRAME + 1)])
+    assert decoded.tooLong == [wire.MAX_FRAME + 1] and decoded.frames == []
+    decoded = feed([wire.frame(b"{}"), wire.PREFIX.pack(2**32 - 1)[:3], b"\xff"])
+    assert decoded.frames == [b"{}"] and decoded.tooLong == [2**32 - 1]
+
+
+def test_frames_wait_until_taken() -> None:
+    """Frames stay buffered until taken, so a paused reader loses none; a half frame waits."""
+    decoder = wire.FrameDecoder()
+    stream = b"".join(wire.frame(bytes([n]) * n) for n in range(1, 6))
+    decoder.feed(stream + wire.frame(b"last")[:5])
+    assert decoder.nextFrame() == b"\x01"
+    assert decoder.framesDecoded == 1 and decoder.buffered == len(stream) - 5 + 5
+    rest = [decoder.nextFrame() for _ in range(4)]
+    assert rest == [bytes([n]) * n for n in range(2, 6)]
+    assert decoder.nextFrame() is None and decoder.buffered == 5
+    decoder.feed(wire.frame(b"last")[5:])
+    assert decoder.nextFrame() == b"last" and decoder.buffered == 0
+
+
+def test_listing_pages_stay_within_the_control_limit() -> None:
+    """Pages hold at most PAGE_ENTRIES entries and fit MAX_CONTROL even with the longest names."""
+    names = ["\U0001f600" * 63 + "x"] * 300 + ["a"] * 600
+    entries = ({"name": n, "type": "file", "size": 2**62, "mtime": 2**40} for n in names)
+    pages = list(wire.listingPages(entries))
+    assert [p["more"] for p in pages] == [True] * (len(pages) - 1) + [False]
+    assert all(len(wire.encode(p)) <= wire.MAX_CONTROL for p in pages)
+    assert all(0 < len(p["entries"]) <= wire.PAGE_ENTRIES for p in pages)
+    assert sum(len(p["entries"]) for p in pages) == 900
+    assert list(wire.listingPages(iter([]))) == [{"ok": True, "entries": [], "more": False}]
 
 
 @pytest.mark.parametrize(
