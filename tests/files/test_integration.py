@@ -47,11 +47,11 @@ async def test_operations_in_sequence_on_one_connection(loopback: Loopback, root
     assert await files.list("") == []
     payload = os.urandom(3 * 1024 * 1024 + 17)
     reply = await files.put("dir/data.bin", io.BytesIO(payload), len(payload))
-    assert reply["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert reply.sha256 == hashlib.sha256(payload).hexdigest()
     info = await files.stat("dir/data.bin")
-    assert (info["type"], info["size"]) == ("file", len(payload))
+    assert (info.kind, info.size) == ("file", len(payload))
     [entry] = await files.list("dir")
-    assert entry["name"] == "data.bin" and entry["type"] == "file"
+    assert entry.name == "data.bin" and entry.isFile
     sink = io.BytesIO()
     await files.get("dir/data.bin", sink)
     assert sink.getvalue() == payload
@@ -69,7 +69,7 @@ async def test_empty_file(loopback: Loopback, root: Path) -> None:
     await files.put("empty", io.BytesIO(b""), 0)
     sink = io.BytesIO()
     header = await files.get("empty", sink)
-    assert sink.getvalue() == b"" and header["size"] == 0
+    assert sink.getvalue() == b"" and header.size == 0
     assert (root / "empty").read_bytes() == b""
 
 
@@ -147,13 +147,11 @@ async def test_corrupted_partial_caught_by_checksum(loopback: Loopback, root: Pa
 async def test_wrong_digest_from_client(loopback: Loopback, root: Path) -> None:
     """An upload whose announced SHA-256 differs from the data is refused and discarded."""
     port = await serve(loopback, root, writable=True)
-    files = await client(loopback, port)
-    await files.request({"op": "put", "path": "x", "size": 3})
-    files.transport.write(wire.dataFrame(b"abc"))
-    files.sendString(wire.encode({"sha256": "0" * 64}))
-    with pytest.raises(RemoteError) as caught:
-        await files._reply()
-    assert caught.value.code == "checksum_mismatch"
+    raw: Collector = await loopback.connect(port)
+    raw.transport.write(wire.frame(wire.encode({"op": "put", "path": "x", "size": 3})))
+    raw.transport.write(wire.dataFrame(b"abc"))
+    raw.transport.write(wire.frame(wire.encode({"sha256": "0" * 64})))
+    await raw.waitForText(b"checksum_mismatch")
     assert os.listdir(root) == []
 
 
@@ -162,10 +160,12 @@ async def test_read_only_and_max_size(loopback: Loopback, root: Path) -> None:
     """A read-only server refuses writes; --max-size refuses before any byte is stored."""
     (root / "keep").write_bytes(b"k")
     readOnly = await client(loopback, await serve(loopback, root))
-    for attempt in (readOnly.put("x", io.BytesIO(b"1"), 1), readOnly.delete("keep")):
-        with pytest.raises(RemoteError) as caught:
-            await attempt
-        assert caught.value.code == "not_allowed"
+    with pytest.raises(RemoteError) as caught:
+        await readOnly.put("x", io.BytesIO(b"1"), 1)
+    assert caught.value.code == "not_allowed"
+    with pytest.raises(RemoteError) as caught:
+        await readOnly.delete("keep")
+    assert caught.value.code == "not_allowed"
     limited = await client(loopback, await serve(loopback, root, writable=True, maxSize=10))
     with pytest.raises(RemoteError) as caught:
         await limited.put("big", io.BytesIO(b"x" * 11), 11)
@@ -200,12 +200,11 @@ async def test_path_escapes_refused_over_the_wire(loopback: Loopback, root: Path
 async def test_bad_frames(loopback: Loopback, root: Path) -> None:
     """Malformed JSON is an error on a live connection; an oversized frame ends it."""
     port = await serve(loopback, root)
-    files = await client(loopback, port)
-    files.sendString(b'{"op": "list", "op": "get"}')
-    with pytest.raises(RemoteError) as caught:
-        await files._reply()
-    assert caught.value.code == "bad_request"
-    assert await files.list("") == []
+    lenient: Collector = await loopback.connect(port)
+    lenient.transport.write(wire.frame(b'{"op": "list", "op": "get"}'))
+    await lenient.waitForText(b"bad_request")
+    lenient.transport.write(wire.frame(wire.encode({"op": "list", "path": ""})))
+    await lenient.waitForText(b'"entries":[]')
     raw: Collector = await loopback.connect(port)
     raw.transport.write(wire.PREFIX.pack(2**31 - 1) + b"{")
     await raw.closed
@@ -253,12 +252,14 @@ async def test_concurrent_transfers(loopback: Loopback, root: Path) -> None:
     port = await serve(loopback, root, writable=True)
     sinks = {name: io.BytesIO() for name in payloads}
     clients = [await client(loopback, port) for _ in range(8)]
-    work = [c.get(name, sinks[name]) for c, name in zip(clients[:4], payloads)]
+    work: list[defer.Deferred[Any]] = [
+        c.get(name, sinks[name]) for c, name in zip(clients[:4], payloads)
+    ]
     work += [
         c.put(f"up{n}", io.BytesIO(payloads[f"f{n}"]), len(payloads[f"f{n}"]))
         for n, c in enumerate(clients[4:])
     ]
-    await defer.gatherResults([defer.ensureDeferred(w) for w in work])
+    await defer.gatherResults(work)
     for name, data in payloads.items():
         assert sinks[name].getvalue() == data
         assert (root / f"up{name[1:]}").read_bytes() == data
@@ -271,7 +272,7 @@ async def test_logins(loopback: Loopback, root: Path) -> None:
     auth = Authenticator([strcred.makeChecker("memory:alice:secret")], reactor())
     port = await serve(loopback, root, writable=True, authenticator=auth)
     files = await client(loopback, port)
-    assert [e["name"] for e in await files.list("")] == ["public"]
+    assert [e.name for e in await files.list("")] == ["public"]
     with pytest.raises(RemoteError) as caught:
         await files.put("x", io.BytesIO(b"1"), 1)
     assert caught.value.code == "auth_required"
@@ -305,4 +306,4 @@ async def test_readme_embedding_example(tmp_path: Path, monkeypatch: pytest.Monk
     listing = await namespace["mirror"](reactor(), str(share))
     assert (share / "notes.txt").read_bytes() == notes
     assert (tmp_path / "notes-copy.txt").read_bytes() == notes
-    assert [entry["name"] for entry in listing] == ["notes.txt"]
+    assert [entry.name for entry in listing] == ["notes.txt"]
