@@ -85,7 +85,9 @@ def register(subparsers: Any) -> None:
         )
         addClientOptions(parser)
         addAuthOptions(parser)
-        parser.set_defaults(run=lambda args: runCommand(lambda reactor: main(reactor, args)))
+        parser.set_defaults(
+            main=main, run=lambda args: runCommand(lambda reactor: main(reactor, args))
+        )
         return parser
 
     ls = command("ls", "list a remote directory of a tcplab-files server", listCommand)

@@ -65,7 +65,12 @@ class Session:
     A connection to the file server that can be re-opened after it drops.
 
     @ivar failures: the exit code of the first failed path (0: none).
+    @ivar firstDelay: seconds before the first retry (L{FIRST_DELAY}).
+    @ivar maxDelay: the longest wait between retries (L{MAX_DELAY}).
     """
+
+    firstDelay = FIRST_DELAY
+    maxDelay = MAX_DELAY
 
     def __init__(self, reactor: Any, args: argparse.Namespace) -> None:
         self.reactor = reactor
@@ -98,7 +103,7 @@ class Session:
         a lost connection and ask again after C{busy}, backing off in between.
         """
         retries = getattr(self.args, "retries", 0)
-        delays = retryDelays()
+        delays = retryDelays(self.firstDelay, self.maxDelay)
         while True:
             try:
                 return await attempt(await self.connected())

@@ -179,6 +179,8 @@ class FileClient(Int32StringReceiver):
 
     def stringReceived(self, payload: bytes) -> None:
         """Route data to the download in progress, replies to whoever waits."""
+        if self._lost is not None:
+            return  # being dropped: what is still in the buffer is not trusted
         if payload[:1] == wire.DATA:
             self._dataReceived(payload[1:])
             return
@@ -386,7 +388,8 @@ class FileClient(Int32StringReceiver):
         started: Progress | None = None,
     ) -> defer.Deferred[Uploaded]:
         """
-        Upload C{source} (from its start, C{size} bytes; a seekable file) as
+        Upload C{source} (a seekable file: from its start, C{size} bytes, by
+        default all of it) as
         C{path}; the server keeps what an interrupted earlier upload left and
         we send the rest.
 
@@ -410,7 +413,7 @@ class FileClient(Int32StringReceiver):
         started: Progress | None,
     ) -> Uploaded:
         if size is None:
-            size = os.fstat(source.fileno()).st_size
+            size = source.seek(0, os.SEEK_END)
         self._send(
             {"op": "put", "path": path, "size": size, "overwrite": overwrite, "resume": resume}
         )
