@@ -389,9 +389,8 @@ class FileClient(Int32StringReceiver):
     ) -> defer.Deferred[Uploaded]:
         """
         Upload C{source} (a seekable file: from its start, C{size} bytes, by
-        default all of it) as
-        C{path}; the server keeps what an interrupted earlier upload left and
-        we send the rest.
+        default all of it) as C{path}; the server keeps what an interrupted
+        earlier upload left and we send the rest.
 
         @param started: called with the offset the server resumes from,
             before any data is sent.

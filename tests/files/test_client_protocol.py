@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tcplab.files import FileServerFactory, client as clientModule, wire
+from tcplab.files import FileServerFactory, wire
+from tcplab.files import client as clientModule
 from tcplab.files.client import FileClient, MalformedReply, OperationInProgress, RemoteError
 from tcplab.files.replies import Downloaded, Uploaded
 from tests.files.fake_server import FakeFileServer, entry
