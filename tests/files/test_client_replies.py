@@ -179,13 +179,13 @@ def test_trailer_digest_must_be_hex() -> None:
     """A trailer whose sha256 is not 64 lower-case hex digits (or lacks done) is malformed."""
     digest = "a" * 64
     assert replies.parseDone({"ok": True, "done": True, "sha256": digest}) == digest
-    bad: dict[str, Any]
-    for bad in [
+    bads: list[dict[str, Any]] = [
         {"done": True, "sha256": "A" * 64},
         {"done": True, "sha256": "\x1b" * 64},
         {"done": True, "sha256": "a" * 63},
         {"sha256": digest},
-    ]:
+    ]
+    for bad in bads:
         with pytest.raises(MalformedReply):
             replies.parseDone(bad)
 
