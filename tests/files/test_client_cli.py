@@ -1,0 +1,378 @@
+"""
+``tcplab ls|get|put|rm`` run in-process against fake servers (for what a
+real server never does) and the real server, over loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.cred import strcred
+from twisted.internet.task import Clock
+
+from tcplab.auth import Authenticator
+from tcplab.cli import buildParser, files_get
+from tcplab.cli.files_session import Session, plural, retryDelays
+from tcplab.errors import ExitCode, TcplabError
+from tcplab.files import FileServerFactory
+from tcplab.files.client import ConnectionLostError
+from tests.files.fake_server import FakeFileServer, entry, fakeServerFactory
+from tests.support import Loopback, reactor
+
+
+async def tcplab(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run one ``tcplab`` subcommand in this reactor; return status, stdout, stderr."""
+    _, commands = buildParser()
+    args = commands[argv[0]].parse_intermixed_args(list(argv[1:]))
+    try:
+        status = int(await args.main(reactor(), args))
+    except TcplabError as e:
+        print(f"tcplab: {e.message}", file=sys.stderr)
+        status = int(e.exitCode)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+async def fake(loopback: Loopback, script: Any) -> tuple[str, Any]:
+    """Listen with a scripted fake server; return its address and factory."""
+    factory = fakeServerFactory(script)
+    return f"127.0.0.1:{await loopback.listen(factory)}", factory
+
+
+async def real(loopback: Loopback, root: Path, **kwargs: Any) -> str:
+    """Listen with the real file server on C{root}; return its address."""
+    return f"127.0.0.1:{await loopback.listen(FileServerFactory(str(root), **kwargs))}"
+
+
+@pytest.fixture(autouse=True)
+def quickRetries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries wait 10 ms here (their schedule is tested on a fake clock)."""
+    monkeypatch.setattr(Session, "firstDelay", 0.01)
+
+
+EVIL = "\x1b]0;OWNED\x07\x1b[2J"
+
+
+@pytest_twisted.ensureDeferred
+async def test_nothing_from_the_server_reaches_the_terminal_raw(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Names in ls and an error's message are printed escaped, never as escape sequences."""
+
+    def script(server: FakeFileServer, request: dict[str, Any]) -> None:
+        if request["op"] == "stat" and request["path"] == "":
+            server.reply(ok=True, **entry("", "dir"))
+        elif request["op"] == "list":
+            server.reply(ok=True, entries=[entry(EVIL), entry("ok\u202etxt.exe", "dir")])
+        else:
+            server.reply(ok=False, error="not_found", message=EVIL)
+
+    address, _ = await fake(loopback, script)
+    status, out, err = await tcplab(capsys, "ls", address)
+    assert status == 0 and "\x1b" not in out and "\u202e" not in out
+    assert "\\x1b]0;OWNED\\x07\\x1b[2J" in out and "ok\\u202etxt.exe/" in out
+    status, out, err = await tcplab(capsys, "get", address, "x", "-o", str(tmp_path / "x"))
+    assert status == ExitCode.NOT_FOUND
+    assert err == "tcplab: get x: \\x1b]0;OWNED\\x07\\x1b[2J\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_stops_at_the_announced_size(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A server announcing 1 byte and sending 1 MiB: exit 8, nothing beyond 1 byte kept."""
+
+    def script(server: FakeFileServer, request: dict[str, Any]) -> None:
+        if request["op"] == "stat":
+            server.reply(ok=True, **entry("f", size=1))
+        else:
+            server.reply(ok=True, size=1, offset=0, mtime=0)
+            for _ in range(16):
+                server.data(b"x" * 65535)
+
+    address, _ = await fake(loopback, script)
+    status, _, err = await tcplab(capsys, "get", address, "f", "-o", str(tmp_path / "copy"))
+    assert status == ExitCode.PROTOCOL
+    assert err == "tcplab: get f: protocol error: the server sent more than the 1 bytes it announced\n"
+    assert not (tmp_path / "copy").exists()
+    assert (tmp_path / ".copy.tcplab-partial").read_bytes() == b"x"
+
+
+def loopingTree(symlinkFlag: bool) -> Any:
+    """A server whose 'share' holds a file and 'again', a directory that is 'share' again."""
+
+    def script(server: FakeFileServer, request: dict[str, Any]) -> None:
+        if request["op"] == "stat":
+            server.reply(ok=True, **entry("share", "dir"))
+        elif request["op"] == "list":
+            again = entry("again", "dir", **({"symlink": True} if symlinkFlag else {}))
+            server.reply(ok=True, entries=[again, entry("f", size=3)])
+        else:
+            server.download(b"abc")
+
+    return script
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_r_does_not_follow_symlinked_directories(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """get -r skips a directory symlink (and says so), so 'again -> .' ends at once."""
+    address, factory = await fake(loopback, loopingTree(symlinkFlag=True))
+    status, _, err = await tcplab(capsys, "get", address, "share", "-r", "-o", str(tmp_path))
+    assert status == 0, err
+    assert (tmp_path / "share" / "f").read_bytes() == b"abc"
+    assert err == "tcplab: skipping 'share/again': a symbolic link to a directory (not followed)\n"
+    lists = [r["path"] for s in factory.servers for r in s.requests if r["op"] == "list"]
+    assert lists == ["share"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_r_ends_even_when_the_server_hides_a_loop(
+    loopback: Loopback,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that lists a loop as plain directories meets the depth limit: exit 8."""
+    monkeypatch.setattr(files_get, "MAX_DEPTH", 5)
+    address, _ = await fake(loopback, loopingTree(symlinkFlag=False))
+    status, _, err = await tcplab(capsys, "get", address, "share", "-r", "-o", str(tmp_path))
+    assert status == ExitCode.PROTOCOL
+    deepest = "share" + "/again" * 5
+    assert err.splitlines()[-1] == (
+        f"tcplab: get {deepest}: more than 5 nested directories; not descending further"
+    )
+    assert (tmp_path / "share" / "again" / "f").read_bytes() == b"abc"
+
+
+@pytest_twisted.ensureDeferred
+async def test_put_r_skips_fifos_sockets_and_directory_links(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """put -r uploads the regular files and warns once for each FIFO, socket and dir link."""
+    root = tmp_path / "root"
+    root.mkdir()
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "a.txt").write_text("alpha")
+    os.mkfifo(tree / "pipe")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tree / "sock"))
+    (tree / "loop").symlink_to(tree)
+    try:
+        address = await real(loopback, root, writable=True)
+        status, _, err = await tcplab(capsys, "put", address, str(tree), "-r")
+    finally:
+        listener.close()
+    assert status == 0, err
+    assert (root / "tree" / "sub" / "a.txt").read_text() == "alpha"
+    assert sorted(os.listdir(root / "tree")) == ["sub"]
+    assert err.splitlines() == [
+        f"tcplab: skipping '{tree / 'loop'}': a symbolic link to a directory (not followed)",
+        f"tcplab: skipping '{tree / 'pipe'}': a FIFO",
+        f"tcplab: skipping '{tree / 'sock'}': a socket",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_trailing_slash_means_a_directory(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """put --as newdir/ lands in newdir; get -o missing/ creates missing/ and lands inside."""
+    root = tmp_path / "root"
+    root.mkdir()
+    local = tmp_path / "f.txt"
+    local.write_text("hello")
+    address = await real(loopback, root, writable=True)
+    status, _, err = await tcplab(capsys, "put", address, str(local), "--as", "newdir/")
+    assert status == 0, err
+    assert (root / "newdir" / "f.txt").read_text() == "hello"
+    missing = tmp_path / "missing"
+    status, _, err = await tcplab(capsys, "get", address, "newdir/f.txt", "-o", f"{missing}/")
+    assert status == 0, err
+    assert (missing / "f.txt").read_text() == "hello"
+
+
+@pytest_twisted.ensureDeferred
+async def test_messages_say_what_to_do(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """ls without a login says 'log in to list'; put and get both say 'use --overwrite'."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f").write_text("x")
+    auth = Authenticator([strcred.makeChecker("memory:alice:secret")], reactor())
+    closed = await real(loopback, root, authenticator=auth, anonymousReads=False)
+    status, _, err = await tcplab(capsys, "ls", closed)
+    assert status == ExitCode.AUTH
+    assert err == "tcplab: ls /: the server wants a login to list (use --user NAME)\n"
+    address = await real(loopback, root, writable=True)
+    status, _, err = await tcplab(capsys, "put", address, str(root / "f"))
+    assert status == ExitCode.EXISTS
+    assert err == f"tcplab: put {root / 'f'}: f exists on the server (use --overwrite)\n"
+    status, _, err = await tcplab(capsys, "get", address, "f", "-o", str(root / "f"))
+    assert status == ExitCode.EXISTS
+    assert err == f"tcplab: get f: {root / 'f'} exists (use --overwrite)\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_unsafe_remote_name_is_saved_as_download_and_said(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A remote name with control characters lands as 'download', with a note saying so."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a\x1bb").write_text("data")
+    out = tmp_path / "out"
+    out.mkdir()
+    address = await real(loopback, root)
+    status, _, err = await tcplab(capsys, "get", address, "a\x1bb", "-o", str(out))
+    assert status == 0, err
+    assert (out / "download").read_text() == "data"
+    assert err == (
+        "tcplab: a\\x1bb: the remote name is not safe as a local file name; "
+        "saving it as 'download' (choose a name with -o)\n"
+    )
+
+
+def busyOnce() -> Any:
+    """A server answering the first put with busy, then accepting the upload."""
+
+    def script(server: FakeFileServer, request: dict[str, Any]) -> None:
+        puts = sum(1 for s in server.factory.servers for r in s.requests if r.get("op") == "put")
+        if request.get("op") == "put" and puts == 1:
+            server.reply(ok=False, error="busy", message="being uploaded by another connection")
+        elif request.get("op") == "put":
+            server.reply(ok=True, offset=0)
+        else:
+            server.finishUpload(request, 5)
+
+    return script
+
+
+@pytest_twisted.ensureDeferred
+async def test_busy_is_exit_12_or_retried(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A busy target exits 12; with --retries the put waits, asks again and succeeds."""
+    local = tmp_path / "f"
+    local.write_bytes(b"hello")
+    address, _ = await fake(loopback, busyOnce())
+    status, _, err = await tcplab(capsys, "put", address, str(local))
+    assert status == ExitCode.BUSY == 12
+    assert err == f"tcplab: put {local}: being uploaded by another connection\n"
+    address, factory = await fake(loopback, busyOnce())
+    status, _, err = await tcplab(capsys, "put", address, str(local), "--retries", "2")
+    assert status == 0, err
+    assert err == (
+        "tcplab: f: being uploaded by another connection; trying again in 0.01 s (1 retry left)\n"
+    )
+    assert bytes(factory.servers[-1].uploaded) == b"hello"
+
+
+@pytest_twisted.ensureDeferred
+async def test_retry_reconnects_and_resumes(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A download cut mid-way reconnects after a pause and says where it resumes."""
+    content = os.urandom(200_000)
+
+    def script(server: FakeFileServer, request: dict[str, Any]) -> None:
+        if request["op"] == "stat":
+            server.reply(ok=True, **entry("f", size=len(content)))
+        elif request["offset"] == 0:
+            server.reply(ok=True, size=len(content), offset=0, mtime=0)
+            server.data(content[:60_000])
+            server.data(content[60_000:70_000])
+            server.transport.loseConnection()
+        else:
+            server.download(content, offset=request["offset"])
+
+    address, _ = await fake(loopback, script)
+    copy = tmp_path / "copy"
+    status, _, err = await tcplab(capsys, "get", address, "f", "-o", str(copy), "--retries", "3")
+    assert status == 0, err
+    assert copy.read_bytes() == content
+    assert err.splitlines() == [
+        "tcplab: f: the server closed the connection mid-operation; "
+        "reconnecting in 0.01 s (2 retries left)",
+        "tcplab: f: resuming at 70000 bytes",
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_summary_after_each_transfer_on_a_terminal(
+    loopback: Loopback,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a terminal a finished get and put each print one summary line; -q prints none."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f").write_bytes(b"x" * 3000)
+    address = await real(loopback, root, writable=True)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    status, _, err = await tcplab(capsys, "get", address, "f", "-o", str(tmp_path / "g"))
+    assert status == 0
+    [line] = [line for line in err.replace("\r", "\n").splitlines() if "verified" in line]
+    assert line.startswith(f"tcplab: f -> {tmp_path / 'g'}: 2.9 KiB in ")
+    assert line.endswith("SHA-256 verified")
+    status, _, err = await tcplab(capsys, "put", address, str(tmp_path / "g"), "--as", "h")
+    assert status == 0
+    assert f"tcplab: g -> h: 2.9 KiB in " in err
+    status, _, err = await tcplab(capsys, "get", address, "h", "-o", str(tmp_path / "i"), "-q")
+    assert status == 0 and err == ""
+
+
+def test_retry_delays_grow_and_are_capped() -> None:
+    """Waits between retries: 0.5 s doubling up to 10 s."""
+    delays = retryDelays()
+    assert [next(delays) for _ in range(8)] == [0.5, 1, 2, 4, 8, 10, 10, 10]
+    assert [plural(n, "retry") for n in (0, 1, 2)] == ["0 retries", "1 retry", "2 retries"]
+
+
+def test_retrying_waits_on_the_clock(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each retry waits its delay on the session's clock before reconnecting."""
+    _, commands = buildParser()
+    args = commands["get"].parse_intermixed_args(["127.0.0.1:1", "f", "--retries", "3"])
+    clock = Clock()
+    session = Session(clock, args)
+    session.firstDelay = 0.5
+    attempts: list[float] = []
+
+    async def connected() -> Any:
+        return object()
+
+    async def attempt(client: Any) -> str:
+        attempts.append(clock.seconds())
+        if len(attempts) < 3:
+            raise ConnectionLostError("cut")
+        return "done"
+
+    session.connected = connected  # type: ignore[method-assign]
+    from twisted.internet import defer
+
+    result = defer.ensureDeferred(session.retrying("f", attempt))
+    assert attempts == [0]
+    clock.advance(0.49)
+    assert attempts == [0]
+    clock.advance(0.01)
+    assert attempts == [0, 0.5]
+    clock.advance(0.99)
+    assert attempts == [0, 0.5]
+    clock.advance(0.01)
+    assert attempts == [0, 0.5, 1.5]
+    assert result.result == "done"
+    assert capsys.readouterr().err.splitlines() == [
+        "tcplab: f: cut; reconnecting in 0.5 s (2 retries left)",
+        "tcplab: f: cut; reconnecting in 1 s (1 retry left)",
+    ]
