@@ -270,8 +270,23 @@ class StdinSpooler:
         self.finish(None)
 
     def connectionLost(self, reason: Failure) -> None:
-        """The reactor dropped us (it is stopping)."""
-        self.finish(reason)
+        """
+        The reactor saw the writer hang up (epoll's HUP once all was read)
+        or is stopping: what is left is read, and only a real EOF is one.
+        """
+        while not self.done.called:
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except BlockingIOError:
+                self.finish(reason)  # not at its end: the reactor is stopping
+                return
+            except OSError as e:
+                self.finish(Failure(e))
+                return
+            if not data:
+                self.finish(None)
+                return
+            self.spool.write(data)
 
     def finish(self, failure: Failure | None) -> None:
         """Stop reading and report."""
