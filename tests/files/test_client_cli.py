@@ -5,7 +5,6 @@ real server never does) and the real server, over loopback.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import sys
@@ -100,7 +99,9 @@ async def test_get_stops_at_the_announced_size(
     address, _ = await fake(loopback, script)
     status, _, err = await tcplab(capsys, "get", address, "f", "-o", str(tmp_path / "copy"))
     assert status == ExitCode.PROTOCOL
-    assert err == "tcplab: get f: protocol error: the server sent more than the 1 bytes it announced\n"
+    assert err == (
+        "tcplab: get f: protocol error: the server sent more than the 1 bytes it announced\n"
+    )
     assert not (tmp_path / "copy").exists()
     assert (tmp_path / ".copy.tcplab-partial").read_bytes() == b"x"
 
@@ -328,7 +329,7 @@ async def test_summary_after_each_transfer_on_a_terminal(
     assert line.endswith("SHA-256 verified")
     status, _, err = await tcplab(capsys, "put", address, str(tmp_path / "g"), "--as", "h")
     assert status == 0
-    assert f"tcplab: g -> h: 2.9 KiB in " in err
+    assert "tcplab: g -> h: 2.9 KiB in " in err
     status, _, err = await tcplab(capsys, "get", address, "h", "-o", str(tmp_path / "i"), "-q")
     assert status == 0 and err == ""
 
