@@ -49,8 +49,12 @@ def plural(count: int, word: str) -> str:
 
 
 def say(text: str) -> None:
-    """A note on stderr (text from the server must already be made printable)."""
-    print(f"tcplab: {text}", file=sys.stderr)
+    """
+    A note on stderr.  Whatever it quotes is escaped once more here, at the
+    last moment, so no text from the network can reach the terminal raw
+    (escaping is idempotent: an escape is printable text).
+    """
+    print(f"tcplab: {printable(text)}", file=sys.stderr)
 
 
 def retryable(error: TcplabError) -> bool:
@@ -129,7 +133,7 @@ class Session:
             error = TcplabError(
                 f"the server wants a login to {verb} (use --user NAME)", ExitCode.AUTH
             )
-        print(f"tcplab: {printable(what)}: {error.message}", file=sys.stderr)
+        print(f"tcplab: {printable(what)}: {printable(error.message)}", file=sys.stderr)
         if not self.failures:
             self.failures = int(error.exitCode)
 

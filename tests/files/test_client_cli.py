@@ -377,3 +377,20 @@ def test_retrying_waits_on_the_clock(capsys: pytest.CaptureFixture[str]) -> None
         "tcplab: f: cut; reconnecting in 0.5 s (2 retries left)",
         "tcplab: f: cut; reconnecting in 1 s (1 retry left)",
     ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_of_a_name_at_the_length_limit(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A 255-byte name downloads: its partial file is named by a digest, not name + suffix."""
+    root = tmp_path / "root"
+    root.mkdir()
+    name = "n" * 255
+    (root / name).write_text("long")
+    out = tmp_path / "out"
+    out.mkdir()
+    address = await real(loopback, root)
+    status, _, err = await tcplab(capsys, "get", address, name, "-o", str(out))
+    assert status == 0, err
+    assert os.listdir(out) == [name] and (out / name).read_text() == "long"

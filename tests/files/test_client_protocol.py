@@ -247,3 +247,16 @@ def test_lost_connection_is_public() -> None:
     assert files.disconnected and files.closed.called
     with pytest.raises(clientModule.ConnectionLostError):
         outcome(connection, files.stat("a"))
+
+
+def test_a_sink_that_cannot_be_written_ends_the_download() -> None:
+    """A full disk on our side fails the get with that OSError and drops the connection."""
+
+    class FullDisk(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+    files, connection = connectFake(lambda server, request: server.download(b"abc"))
+    with pytest.raises(OSError, match="No space left"):
+        outcome(connection, files.get("f", FullDisk()))
+    assert files.disconnected
