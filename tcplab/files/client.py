@@ -27,20 +27,24 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, BinaryIO, TypeVar
 
 from twisted.internet import defer
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 
-from tcplab.errors import ExitCode, ProtocolViolation, TcplabError
+from tcplab.errors import ProtocolViolation
 from tcplab.files import wire
+from tcplab.files.download import BoundedDownload, Progress
 from tcplab.files.replies import (
     EXIT_CODES,
+    ChecksumMismatch,
+    ConnectionLostError,
     Downloaded,
     Entry,
     MalformedReply,
+    OperationInProgress,
     RemoteError,
     Uploaded,
     checkReply,
@@ -65,7 +69,6 @@ __all__ = [
     "RemoteError",
 ]
 
-Progress = Callable[[int], None]
 Listing = list[Entry]
 T = TypeVar("T")
 
@@ -76,71 +79,8 @@ MAX_QUEUED_REPLIES = 4
 """Replies kept while nobody waits for them; a server sending more is broken."""
 
 
-class ChecksumMismatch(TcplabError):
-    """What arrived does not have the SHA-256 the sender announced."""
-
-    exitCode = ExitCode.CHECKSUM
-
-
-class ConnectionLostError(ProtocolViolation):
-    """The connection ended in the middle of an operation."""
-
-
-class OperationInProgress(TcplabError):
-    """
-    An operation was started while another one was still running on the
-    same connection (the protocol does one at a time: wait for the first,
-    or open a second connection).
-    """
-
-
 class _AnsweredEarly(Exception):
     """The server replied while an upload was still being sent."""
-
-
-class _Download:
-    """
-    The data of one download: written to the sink and hashed, never past
-    the size the server announced.
-
-    @ivar remaining: bytes still expected; L{None} until the header came.
-    """
-
-    def __init__(self, sink: BinaryIO, hasher: Any, progress: Progress | None) -> None:
-        self.sink = sink
-        self.hasher = hasher
-        self.progress = progress
-        self.remaining: int | None = None
-        self.announced = 0
-
-    def expect(self, size: int, count: int) -> None:
-        """The header came: the file has C{size} bytes, C{count} of them are coming."""
-        self.announced = size
-        self.remaining = count
-
-    def receive(self, chunk: bytes) -> None:
-        """
-        Keep one chunk, or as much of it as the announcement allows.
-
-        @raise MalformedReply: data before the header, or past the
-            announced size (what fits was kept; nothing beyond it is).
-        @raise OSError: the sink cannot be written.
-        """
-        if self.remaining is None:
-            raise MalformedReply("file data before the download's header")
-        overrun = len(chunk) > self.remaining
-        if overrun:
-            chunk = chunk[: self.remaining]
-        if chunk:
-            self.sink.write(chunk)
-            self.hasher.update(chunk)
-            self.remaining -= len(chunk)
-            if self.progress is not None:
-                self.progress(len(chunk))
-        if overrun:
-            raise MalformedReply(
-                f"the server sent more than the {self.announced} bytes it announced"
-            )
 
 
 class FileClient(Int32StringReceiver):
@@ -160,7 +100,7 @@ class FileClient(Int32StringReceiver):
         self.closed: defer.Deferred[None] = defer.Deferred()
         self._replies: deque[dict[str, Any]] = deque()
         self._waiter: defer.Deferred[dict[str, Any]] | None = None
-        self._download: _Download | None = None
+        self._download: BoundedDownload | None = None
         self._sender: FrameSender | None = None
         self._lost: Failure | None = None
         self._operation: str | None = None
@@ -360,7 +300,7 @@ class FileClient(Int32StringReceiver):
         progress: Progress | None,
     ) -> Downloaded:
         hasher = hashPrefix(prefix, offset) if prefix is not None and offset else hashlib.sha256()
-        download = _Download(sink, hasher, progress)
+        download = BoundedDownload(sink, hasher, progress)
         self._download = download
         try:
             self._send({"op": "get", "path": path, "offset": offset})

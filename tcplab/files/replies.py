@@ -12,7 +12,9 @@ itself is parsed by L{tcplab.files.wire.decode} (bounded size, no NaN, no
 duplicate keys, nesting bounded by the recursion limit, all caught).
 
 Strings that came from the network may hold anything, terminal escapes
-included: show them through L{printable}.
+included: show them through L{printable}.  The errors a client meets live
+here too: L{RemoteError} (the server said no), L{MalformedReply},
+L{ChecksumMismatch}, L{ConnectionLostError}, L{OperationInProgress}.
 """
 
 from __future__ import annotations
@@ -100,6 +102,24 @@ class RemoteError(TcplabError):
         super().__init__(printable(message), EXIT_CODES.get(code, ExitCode.FAILURE))
         self.code = code
         self.serverMessage = message
+
+
+class ChecksumMismatch(TcplabError):
+    """What arrived does not have the SHA-256 the sender announced."""
+
+    exitCode = ExitCode.CHECKSUM
+
+
+class ConnectionLostError(ProtocolViolation):
+    """The connection ended in the middle of an operation."""
+
+
+class OperationInProgress(TcplabError):
+    """
+    An operation was started while another one was still running on the
+    same connection (the protocol does one at a time: wait for the first,
+    or open a second connection).
+    """
 
 
 @dataclass(frozen=True)
