@@ -161,6 +161,7 @@ class FileClient(Int32StringReceiver):
         """Drop the connection; whatever waits fails with C{why}."""
         if self._lost is None:
             self._lost = Failure(why)
+        self._replies.clear()  # from a server we gave up on: not to be trusted
         if self.transport is not None:
             self.transport.abortConnection()
 
@@ -206,7 +207,9 @@ class FileClient(Int32StringReceiver):
                     "on this connection (one operation at a time)"
                 )
             )
-        if self._lost is not None:
+        if self._lost is not None and not self._replies:
+            # (With a reply kept -- a refusal sent before the server hung
+            # up, say -- the operation runs and reports that reply.)
             operation.close()
             return defer.fail(self._lost)
         self._operation = name

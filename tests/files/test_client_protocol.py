@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 import pytest
+from twisted.internet.protocol import Factory
 
 from tcplab.files import FileServerFactory, wire
 from tcplab.files import client as clientModule
@@ -260,3 +261,18 @@ def test_a_sink_that_cannot_be_written_ends_the_download() -> None:
     with pytest.raises(OSError, match="No space left"):
         outcome(connection, files.get("f", FullDisk()))
     assert files.disconnected
+
+
+def test_a_refusal_sent_before_hanging_up_is_reported() -> None:
+    """A server that refuses at connect time (too many connections) is heard, not just lost."""
+
+    class Refusing(FakeFileServer):
+        def connectionMade(self) -> None:
+            self.reply(ok=False, error="not_allowed", message="too many connections")
+            self.transport.loseConnection()
+
+    files = FileClient()
+    connection = connectInMemory(Factory.forProtocol(lambda: Refusing(lambda s, r: None)), files)
+    assert files.disconnected
+    with pytest.raises(RemoteError, match="too many connections"):
+        outcome(connection, files.stat("a"))
