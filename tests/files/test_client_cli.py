@@ -158,7 +158,10 @@ async def test_get_r_ends_even_when_the_server_hides_a_loop(
 async def test_put_r_skips_fifos_sockets_and_directory_links(
     loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """put -r uploads the regular files and warns once for each FIFO, socket and dir link."""
+    """
+    put -r uploads the regular files and warns once for each FIFO, socket and
+    dir link; a FIFO named on the command line is refused in one line (exit 11).
+    """
     root = tmp_path / "root"
     root.mkdir()
     tree = tmp_path / "tree"
@@ -171,8 +174,14 @@ async def test_put_r_skips_fifos_sockets_and_directory_links(
     try:
         address = await real(loopback, root, writable=True)
         status, _, err = await tcplab(capsys, "put", address, str(tree), "-r")
+        named, _, namedErr = await tcplab(capsys, "put", address, str(tree / "pipe"))
     finally:
         listener.close()
+    assert named == ExitCode.LOCAL_FILE
+    assert namedErr == (
+        f"tcplab: put {tree / 'pipe'}: {tree / 'pipe'} is a FIFO, not a regular file "
+        "(to upload what it gives, use: put ADDRESS - --as NAME < it)\n"
+    )
     assert status == 0, err
     assert (root / "tree" / "sub" / "a.txt").read_text() == "alpha"
     assert sorted(os.listdir(root / "tree")) == ["sub"]
