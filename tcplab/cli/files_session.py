@@ -175,7 +175,7 @@ def summary(source: str, destination: str, size: int, moved: int, seconds: float
     """
     line = f"{printable(source)} -> {printable(destination)}: {humanSize(size)}"
     if moved != size:
-        line += f" ({humanSize(moved)} sent now, the rest was already there)"
+        line += f" ({humanSize(moved)} of it moved now, the rest was already there)"
     rate = f", {humanSize(moved / seconds)}/s" if seconds > 0 and moved else ""
     return f"{line} in {seconds:.1f} s{rate}, SHA-256 verified"
 
