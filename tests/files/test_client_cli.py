@@ -403,3 +403,55 @@ async def test_get_of_a_name_at_the_length_limit(
     status, _, err = await tcplab(capsys, "get", address, name, "-o", str(out))
     assert status == 0, err
     assert os.listdir(out) == [name] and (out / name).read_text() == "long"
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [
+        [entry("a", mtime="yesterday")],
+        [entry("a", mtime=10**30)],
+        [entry("a", size="big")],
+        [entry("a", size=2**64)],
+        [entry("a", type="\x1b[2J")],
+        [[[[["deep"]]]]],
+    ],
+    ids=["mtime-string", "mtime-huge", "size-string", "size-huge", "type-escape", "nested"],
+)
+@pytest_twisted.ensureDeferred
+async def test_bad_values_from_the_server_are_one_line_exit_8(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], listing: list[Any]
+) -> None:
+    """ls against a server sending values of the wrong type or range: one line, exit 8."""
+
+    def script(server: FakeFileServer, request: dict[str, Any]) -> None:
+        if request["op"] == "stat":
+            server.reply(ok=True, **entry("", "dir"))
+        else:
+            server.reply(ok=True, entries=listing)
+
+    address, _ = await fake(loopback, script)
+    status, out, err = await tcplab(capsys, "ls", address)
+    assert status == ExitCode.PROTOCOL and out == ""
+    assert err.startswith("tcplab: ls /: protocol error: ") and err.count("\n") == 1
+    assert "\x1b" not in err
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bad_trailer_digest_is_exit_8(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A trailer whose sha256 is an escape sequence is a protocol error, never printed raw."""
+
+    def script(server: FakeFileServer, request: dict[str, Any]) -> None:
+        if request["op"] == "stat":
+            server.reply(ok=True, **entry("f", size=3))
+        else:
+            server.reply(ok=True, size=3, offset=0, mtime=0)
+            server.data(b"abc")
+            server.reply(ok=True, done=True, sha256="\x1b]0;OWNED\x07")
+
+    address, _ = await fake(loopback, script)
+    status, _, err = await tcplab(capsys, "get", address, "f", "-o", str(tmp_path / "f"))
+    assert status == ExitCode.PROTOCOL
+    assert err == "tcplab: get f: protocol error: 'sha256' must be 64 lower-case hex digits\n"
+    assert not (tmp_path / "f").exists()
