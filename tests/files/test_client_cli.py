@@ -410,7 +410,7 @@ async def test_get_of_a_name_at_the_length_limit(
     [
         [entry("a", mtime="yesterday")],
         [entry("a", mtime=10**30)],
-        [entry("a", size="big")],
+        [{**entry("a"), "size": "big"}],
         [entry("a", size=2**64)],
         [entry("a", type="\x1b[2J")],
         [[[[["deep"]]]]],
