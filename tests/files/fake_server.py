@@ -12,10 +12,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet import defer
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import Int32StringReceiver
+from twisted.python.failure import Failure
 
 from tcplab.files import wire
+from tcplab.files.client import FileClient
+from tests.memory import MemoryConnection, connectInMemory
 
 Script = Callable[["FakeFileServer", dict[str, Any]], None]
 
@@ -82,3 +86,20 @@ def fakeServerFactory(script: Script) -> Factory:
 
     FakeFactory.servers = []
     return FakeFactory()
+
+
+def connectFake(script: Any) -> tuple[FileClient, MemoryConnection]:
+    """A FileClient connected in memory to a scripted fake server."""
+    client = FileClient()
+    return client, connectInMemory(fakeServerFactory(script), client)
+
+
+def outcome(connection: MemoryConnection, operation: defer.Deferred[Any]) -> Any:
+    """Deliver everything, then return what C{operation} fired with (or raise its error)."""
+    connection.flush()
+    results: list[Any] = []
+    operation.addBoth(results.append)
+    assert results, "the operation never finished"
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]

@@ -19,7 +19,7 @@ from twisted.internet.testing import MemoryReactorClock
 from tcplab.auth import Authenticator
 from tcplab.files import FileClient, FileServerFactory, RemoteError, storage, wire
 from tcplab.files.client import ConnectionLostError
-from tests.files.test_client_replies import outcome
+from tests.files.fake_server import outcome
 from tests.memory import MemoryConnection, connectInMemory
 
 

@@ -455,3 +455,24 @@ async def test_a_bad_trailer_digest_is_exit_8(
     assert status == ExitCode.PROTOCOL
     assert err == "tcplab: get f: protocol error: 'sha256' must be 64 lower-case hex digits\n"
     assert not (tmp_path / "f").exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_put_says_where_it_resumes(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A put the server resumes from an offset says so and sends only the rest."""
+
+    def script(server: FakeFileServer, request: dict[str, Any]) -> None:
+        if request.get("op") == "put":
+            server.reply(ok=True, offset=2)
+        else:
+            server.finishUpload(request, 5)
+
+    local = tmp_path / "f"
+    local.write_bytes(b"hello")
+    address, factory = await fake(loopback, script)
+    status, _, err = await tcplab(capsys, "put", address, str(local))
+    assert status == 0, err
+    assert err == "tcplab: f: resuming at 2 bytes\n"
+    assert bytes(factory.servers[0].uploaded) == b"llo"

@@ -14,8 +14,7 @@ from tcplab.files import FileServerFactory, wire
 from tcplab.files import client as clientModule
 from tcplab.files.client import FileClient, MalformedReply, OperationInProgress, RemoteError
 from tcplab.files.replies import Downloaded, Uploaded
-from tests.files.fake_server import FakeFileServer, entry
-from tests.files.test_client_replies import connectFake, outcome
+from tests.files.fake_server import FakeFileServer, connectFake, entry, outcome
 from tests.memory import connectInMemory
 
 

@@ -6,31 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from tcplab.errors import ExitCode
 from tcplab.files import replies
-from tcplab.files.client import FileClient, MalformedReply, RemoteError
-from tests.files.fake_server import FakeFileServer, entry, fakeServerFactory
-from tests.memory import MemoryConnection, connectInMemory
-
-
-def connectFake(script: Any) -> tuple[FileClient, MemoryConnection]:
-    """A FileClient connected in memory to a scripted fake server."""
-    client = FileClient()
-    return client, connectInMemory(fakeServerFactory(script), client)
-
-
-def outcome(connection: MemoryConnection, operation: defer.Deferred[Any]) -> Any:
-    """Deliver everything, then return what C{operation} fired with (or raise its error)."""
-    connection.flush()
-    results: list[Any] = []
-    operation.addBoth(results.append)
-    assert results, "the operation never finished"
-    if isinstance(results[0], Failure):
-        results[0].raiseException()
-    return results[0]
+from tcplab.files.client import MalformedReply, RemoteError
+from tests.files.fake_server import FakeFileServer, connectFake, entry, outcome
 
 
 def answersStat(reply: Any) -> Any:
