@@ -5,8 +5,9 @@ verified, and directory trees with C{-r}.
 Local names come from what the user asked for (or C{-o}), never from a path
 the server chose: a name from a listing must be one safe path component.
 ``get -r`` terminates whatever the server lists: it does not descend into
-symbolic links to directories (as ``rsync -r`` does not; it says so), and
-it stops at L{MAX_DEPTH} nested directories.
+symbolic links to directories (as ``rsync -r`` does not; it says so), nor
+into a directory whose listing repeats one above it (a loop on a server that
+does not mark links), and it stops at L{MAX_DEPTH} nested directories.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ async def getCommand(reactor: Any, args: argparse.Namespace) -> int:
                         raise TcplabError(
                             f"{printable(remote)} is a directory (use -r)", ExitCode.USAGE
                         )
-                    await getTree(session, remote, localTarget(args, remote, single), 0)
+                    await getTree(session, remote, localTarget(args, remote, single))
                 elif info.isFile:
                     await getFile(session, remote, info, localTarget(args, remote, single))
                 else:
@@ -139,15 +140,33 @@ async def getCommand(reactor: Any, args: argparse.Namespace) -> int:
     return session.failures
 
 
-async def getTree(session: Session, remote: str, local: Path, depth: int) -> None:
-    """Download a remote directory tree into C{local}."""
-    if depth >= MAX_DEPTH:
+Listing = tuple[Entry, ...]
+
+
+async def getTree(
+    session: Session, remote: str, local: Path, ancestors: tuple[Listing, ...] = ()
+) -> None:
+    """
+    Download a remote directory tree into C{local}.
+
+    @param ancestors: the listings of the directories above this one.  A
+        directory listing exactly what one of them does (names, kinds,
+        sizes and times) is a link loop on a server that does not mark
+        links (older servers): it is skipped, so even then the walk ends.
+    """
+    if len(ancestors) >= MAX_DEPTH:
         raise TcplabError(
             f"more than {MAX_DEPTH} nested directories; not descending further",
             ExitCode.PROTOCOL,
         )
+    entries: Listing = tuple(await session.retrying(remote, lambda client: client.list(remote)))
+    if entries in ancestors:
+        say(
+            f"skipping '{printable(remote)}': it lists exactly what a directory above it "
+            "does (a symbolic link loop the server does not mark)"
+        )
+        return
     makeDirectory(local)
-    entries = await session.retrying(remote, lambda client: client.list(remote))
     for entry in entries:
         child = remoteJoin(remote, entry.name)
         if not isSafeLocalName(entry.name):
@@ -159,7 +178,7 @@ async def getTree(session: Session, remote: str, local: Path, depth: int) -> Non
                     f"skipping '{printable(child)}': a symbolic link to a directory (not followed)"
                 )
             elif entry.isDir:
-                await getTree(session, child, local / entry.name, depth + 1)
+                await getTree(session, child, local / entry.name, (*ancestors, entries))
             elif entry.isFile:
                 await getFile(session, child, entry, local / entry.name)
             else:

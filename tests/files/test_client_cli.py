@@ -136,22 +136,61 @@ async def test_get_r_does_not_follow_symlinked_directories(
 
 
 @pytest_twisted.ensureDeferred
-async def test_get_r_ends_even_when_the_server_hides_a_loop(
+async def test_get_r_ends_when_an_unmarked_loop_repeats_a_listing(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Two unmarked 'again -> .' links (an older server) end after one level, not 2^n copies."""
+
+    def script(server: FakeFileServer, request: dict[str, Any]) -> None:
+        if request["op"] == "stat":
+            server.reply(ok=True, **entry("share", "dir"))
+        elif request["op"] == "list":
+            server.reply(ok=True, entries=[entry("a1", "dir"), entry("a2", "dir"), entry("f")])
+        else:
+            server.download(b"")
+
+    address, factory = await fake(loopback, script)
+    status, _, err = await tcplab(capsys, "get", address, "share", "-r", "-o", str(tmp_path))
+    assert status == 0, err
+    loop = (
+        "lists exactly what a directory above it does "
+        "(a symbolic link loop the server does not mark)"
+    )
+    assert err.splitlines() == [
+        f"tcplab: skipping 'share/a1': it {loop}",
+        f"tcplab: skipping 'share/a2': it {loop}",
+    ]
+    lists = [r["path"] for s in factory.servers for r in s.requests if r["op"] == "list"]
+    assert lists == ["share", "share/a1", "share/a2"]
+    assert sorted(os.listdir(tmp_path / "share")) == ["f"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_r_ends_at_the_depth_limit(
     loopback: Loopback,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A server that lists a loop as plain directories meets the depth limit: exit 8."""
+    """A server inventing ever deeper, ever different directories meets the depth limit: exit 8."""
     monkeypatch.setattr(files_get, "MAX_DEPTH", 5)
-    address, _ = await fake(loopback, loopingTree(symlinkFlag=False))
+
+    def script(server: FakeFileServer, request: dict[str, Any]) -> None:
+        if request["op"] == "stat":
+            server.reply(ok=True, **entry("share", "dir"))
+        elif request["op"] == "list":
+            level = request["path"].count("/")
+            server.reply(ok=True, entries=[entry("d", "dir"), entry(f"at{level}")])
+        else:
+            server.download(b"")
+
+    address, _ = await fake(loopback, script)
     status, _, err = await tcplab(capsys, "get", address, "share", "-r", "-o", str(tmp_path))
     assert status == ExitCode.PROTOCOL
-    deepest = "share" + "/again" * 5
+    deepest = "share" + "/d" * 5
     assert err.splitlines()[-1] == (
         f"tcplab: get {deepest}: more than 5 nested directories; not descending further"
     )
-    assert (tmp_path / "share" / "again" / "f").read_bytes() == b"abc"
 
 
 @pytest_twisted.ensureDeferred
