@@ -106,6 +106,14 @@ def register(subparsers: Any) -> None:
                 metavar="LOCAL",
                 help="file (one REMOTE) or directory (a trailing / creates it); - for stdout",
             )
+            parser.add_argument(
+                "-L",
+                "--follow-links",
+                dest="followLinks",
+                action="store_true",
+                help="with -r, descend into symbolic links to directories too (a link loop "
+                "is recognised and skipped)",
+            )
         else:
             parser.add_argument(
                 "local",

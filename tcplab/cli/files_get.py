@@ -5,9 +5,10 @@ verified, and directory trees with C{-r}.
 Local names come from what the user asked for (or C{-o}), never from a path
 the server chose: a name from a listing must be one safe path component.
 ``get -r`` terminates whatever the server lists: it does not descend into
-symbolic links to directories (as ``rsync -r`` does not; it says so), nor
-into a directory whose listing repeats one above it (a loop on a server that
-does not mark links), and it stops at L{MAX_DEPTH} nested directories.
+symbolic links to directories (as ``rsync -r`` does not; it says so) unless
+asked to with C{-L}, never into a directory whose listing repeats one above
+it (a link loop, marked or not), and it stops at L{MAX_DEPTH} nested
+directories.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ async def getTree(
     if entries in ancestors:
         say(
             f"skipping '{printable(remote)}': it lists exactly what a directory above it "
-            "does (a symbolic link loop the server does not mark)"
+            "does (a symbolic link loop)"
         )
         return
     makeDirectory(local)
@@ -173,7 +174,7 @@ async def getTree(
             say(f"skipping '{printable(child)}': not safe as a local file name")
             continue
         try:
-            if entry.isDir and entry.symlink:
+            if entry.isDir and entry.symlink and not session.args.followLinks:
                 say(
                     f"skipping '{printable(child)}': a symbolic link to a directory (not followed)"
                 )

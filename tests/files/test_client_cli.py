@@ -152,10 +152,7 @@ async def test_get_r_ends_when_an_unmarked_loop_repeats_a_listing(
     address, factory = await fake(loopback, script)
     status, _, err = await tcplab(capsys, "get", address, "share", "-r", "-o", str(tmp_path))
     assert status == 0, err
-    loop = (
-        "lists exactly what a directory above it does "
-        "(a symbolic link loop the server does not mark)"
-    )
+    loop = "lists exactly what a directory above it does (a symbolic link loop)"
     assert err.splitlines() == [
         f"tcplab: skipping 'share/a1': it {loop}",
         f"tcplab: skipping 'share/a2': it {loop}",
@@ -515,3 +512,33 @@ async def test_put_says_where_it_resumes(
     assert status == 0, err
     assert err == "tcplab: f: resuming at 2 bytes\n"
     assert bytes(factory.servers[0].uploaded) == b"llo"
+
+
+@pytest_twisted.ensureDeferred
+async def test_follow_links_descends_links_but_not_loops(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """get -r -L follows a link to another directory and recognises 'again -> .' as a loop."""
+
+    def script(server: FakeFileServer, request: dict[str, Any]) -> None:
+        path = request["path"]
+        if request["op"] == "stat":
+            server.reply(ok=True, **entry("share", "dir"))
+        elif request["op"] == "list" and path.endswith("other"):
+            server.reply(ok=True, entries=[entry("g", size=1)])
+        elif request["op"] == "list":
+            links = [entry("again", "dir", symlink=True), entry("other", "dir", symlink=True)]
+            server.reply(ok=True, entries=[*links, entry("f", size=1)])
+        else:
+            server.download(path.encode()[-1:])
+
+    address, _ = await fake(loopback, script)
+    status, _, err = await tcplab(capsys, "get", address, "share", "-r", "-L", "-o", str(tmp_path))
+    assert status == 0, err
+    assert err == (
+        "tcplab: skipping 'share/again': it lists exactly what a directory above it does "
+        "(a symbolic link loop)\n"
+    )
+    assert (tmp_path / "share" / "f").read_bytes() == b"f"
+    assert (tmp_path / "share" / "other" / "g").read_bytes() == b"g"
+    assert not (tmp_path / "share" / "again").exists()
