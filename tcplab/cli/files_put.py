@@ -278,7 +278,14 @@ class StdinSpooler:
             try:
                 data = os.read(self.fd, READ_SIZE)
             except BlockingIOError:
-                self.finish(reason)  # not at its end: the reactor is stopping
+                # Not at its end: the reactor is stopping (Ctrl-C).
+                self.finish(
+                    Failure(
+                        TcplabError(
+                            "interrupted while reading standard input", ExitCode.INTERRUPTED
+                        )
+                    )
+                )
                 return
             except OSError as e:
                 self.finish(Failure(e))

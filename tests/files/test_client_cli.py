@@ -542,3 +542,32 @@ async def test_follow_links_descends_links_but_not_loops(
     assert (tmp_path / "share" / "f").read_bytes() == b"f"
     assert (tmp_path / "share" / "other" / "g").read_bytes() == b"g"
     assert not (tmp_path / "share" / "again").exists()
+
+
+def test_stdin_spooler_tells_eof_from_interruption(tmp_path: Path) -> None:
+    """A hang-up after the last byte is EOF; the reactor stopping mid-input is 'interrupted'."""
+    from twisted.internet.error import ConnectionLost
+    from twisted.internet.testing import MemoryReactor
+    from twisted.python.failure import Failure
+
+    from tcplab.cli.files_put import StdinSpooler
+
+    for closeWriter, expected in [(True, None), (False, ExitCode.INTERRUPTED)]:
+        readEnd, writeEnd = os.pipe()
+        os.set_blocking(readEnd, False)
+        os.write(writeEnd, b"some input")
+        if closeWriter:
+            os.close(writeEnd)
+        with open(tmp_path / "spool", "w+b") as spool:
+            spooler = StdinSpooler(MemoryReactor(), readEnd, spool)
+            spooler.connectionLost(Failure(ConnectionLost()))
+            outcomes: list[Any] = []
+            spooler.done.addBoth(outcomes.append)
+            spool.seek(0)
+            assert spool.read() == b"some input"
+        if expected is None:
+            assert outcomes == [None]
+        else:
+            assert outcomes[0].value.exitCode == expected
+            os.close(writeEnd)
+        os.close(readEnd)
