@@ -82,7 +82,7 @@ def specialKind(mode: int) -> str | None:
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        return "not a regular file"
+        return "a special file"
     return None
 
 
@@ -125,8 +125,8 @@ async def putTree(session: Session, local: Path, remote: str) -> None:
     """Upload the regular files of a local directory tree under C{remote}."""
 
     def unreadable(error: OSError) -> None:
-        session.failed(f"put {error.filename}", TcplabError(error.strerror or str(error)), "put")
-        session.failures = session.failures or ExitCode.LOCAL_FILE
+        reason = TcplabError(error.strerror or str(error), ExitCode.LOCAL_FILE)
+        session.failed(f"put {error.filename}", reason, "put")
 
     for directory, subdirectories, files in os.walk(local, onerror=unreadable):
         subdirectories.sort()
@@ -155,8 +155,19 @@ async def putTree(session: Session, local: Path, remote: str) -> None:
 @localFileErrors
 async def putFile(session: Session, local: Path, remote: str) -> None:
     """Upload one local file, resuming what the server kept of an earlier attempt."""
-    with open(local, "rb") as source:
-        await send(session, source, os.fstat(source.fileno()).st_size, local.name, remote)
+    # Opened without blocking and checked once open: a FIFO swapped in after
+    # the walk looked at the name must not hang the upload.
+    fd = os.open(local, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as source:
+        info = os.fstat(fd)
+        kind = specialKind(info.st_mode)
+        if kind is not None or stat.S_ISDIR(info.st_mode):
+            raise TcplabError(
+                f"{printable(str(local))} is {kind or 'a directory'}, not a regular file",
+                ExitCode.LOCAL_FILE,
+            )
+        os.set_blocking(fd, True)
+        await send(session, source, info.st_size, local.name, remote)
 
 
 async def send(session: Session, source: BinaryIO, size: int, label: str, remote: str) -> None:

@@ -571,3 +571,17 @@ def test_stdin_spooler_tells_eof_from_interruption(tmp_path: Path) -> None:
             assert outcomes[0].value.exitCode == expected
             os.close(writeEnd)
         os.close(readEnd)
+
+
+@pytest_twisted.ensureDeferred
+async def test_put_file_never_blocks_on_a_fifo(tmp_path: Path) -> None:
+    """A FIFO that takes a file's place after the walk looked is refused at open, not waited on."""
+    from tcplab.cli.files_put import putFile
+
+    os.mkfifo(tmp_path / "f")
+    _, commands = buildParser()
+    args = commands["put"].parse_intermixed_args(["127.0.0.1:1", str(tmp_path / "f")])
+    with pytest.raises(TcplabError) as caught:
+        await putFile(Session(reactor(), args), tmp_path / "f", "f")
+    assert caught.value.exitCode == ExitCode.LOCAL_FILE
+    assert caught.value.message == f"{tmp_path / 'f'} is a FIFO, not a regular file"
