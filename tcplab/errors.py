@@ -36,6 +36,8 @@ class ExitCode(enum.IntEnum):
     """A server could not listen: port in use, bad endpoint description."""
     LOCAL_FILE = 11
     """A local file could not be read or written: no such directory, disk full, permissions."""
+    BUSY = 12
+    """The server is busy with the same file (another connection is uploading it)."""
     INTERRUPTED = 130
 
 

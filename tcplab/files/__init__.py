@@ -3,7 +3,8 @@ The file service: list, stat, get, put and delete over length-prefixed
 frames, streamed, resumable, verified with SHA-256 and confined to a root.
 
 Public names: L{FileServerFactory} (serve a directory), L{FileClient}
-(a Deferred-returning client), L{SafeRoot}, L{RemoteError},
+(a Deferred-returning client with typed replies: L{Entry},
+L{Downloaded}, L{Uploaded}), L{SafeRoot}, L{RemoteError},
 L{ChecksumMismatch}.  The wire format is in docs/protocol.md.
 
 The server side, one module per concern: C{wire} (frames and messages,
@@ -17,15 +18,27 @@ protocol adapter and the factory), C{stream} (files as data frames, with
 backpressure) and C{tutorial} (the socket tutorials' own file protocols).
 """
 
-from tcplab.files.client import ChecksumMismatch, FileClient, RemoteError
+from tcplab.files.client import (
+    ChecksumMismatch,
+    FileClient,
+    MalformedReply,
+    OperationInProgress,
+    RemoteError,
+)
+from tcplab.files.replies import Downloaded, Entry, Uploaded
 from tcplab.files.root import SafeRoot
 from tcplab.files.server import FileServerFactory, FileServerProtocol
 
 __all__ = [
     "ChecksumMismatch",
+    "Downloaded",
+    "Entry",
     "FileClient",
     "FileServerFactory",
     "FileServerProtocol",
+    "MalformedReply",
+    "OperationInProgress",
     "RemoteError",
     "SafeRoot",
+    "Uploaded",
 ]

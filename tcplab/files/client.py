@@ -1,10 +1,15 @@
 """
 A client for the file service, for Twisted programs and the ``tcplab`` command.
 
-Every operation returns a Deferred (or is awaitable): L{FileClient.list},
-L{stat}, L{get}, L{put}, L{delete}, L{login}.  Errors from the server arrive
-as L{RemoteError} with the protocol's stable code; a transfer whose SHA-256
-does not match raises L{ChecksumMismatch}.  Example::
+Every operation of L{FileClient} returns a L{Deferred} (which a coroutine may
+C{await}): L{FileClient.list}, L{FileClient.stat}, L{FileClient.get},
+L{FileClient.put}, L{FileClient.delete}, L{FileClient.login}.  They fire with
+typed records from L{tcplab.files.replies} (L{Entry}, L{Downloaded},
+L{Uploaded}), never raw JSON.  Errors from the server arrive as L{RemoteError}
+with the protocol's stable code; a transfer whose SHA-256 does not match
+raises L{ChecksumMismatch}; a server that breaks the protocol (a malformed
+reply, more bytes than it announced, replies nobody asked for) raises
+L{MalformedReply} and the connection is dropped.  Example::
 
     from twisted.internet import endpoints
     from tcplab.files import FileClient
@@ -12,7 +17,7 @@ does not match raises L{ChecksumMismatch}.  Example::
     client = await endpoints.connectProtocol(
         endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", 8009), FileClient())
     for entry in await client.list(""):
-        print(entry["name"], entry["size"])
+        print(entry.name, entry.size)
     with open("copy.bin", "wb") as sink:
         await client.get("data.bin", sink)
 """
@@ -22,52 +27,56 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from collections.abc import Callable
-from typing import Any, BinaryIO
+from collections.abc import Coroutine
+from typing import Any, BinaryIO, TypeVar
 
 from twisted.internet import defer
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 
-from tcplab.errors import ExitCode, ProtocolViolation, TcplabError
+from tcplab.errors import ProtocolViolation
 from tcplab.files import wire
+from tcplab.files.download import BoundedDownload, Progress
+from tcplab.files.replies import (
+    EXIT_CODES,
+    ChecksumMismatch,
+    ConnectionLostError,
+    Downloaded,
+    Entry,
+    MalformedReply,
+    OperationInProgress,
+    RemoteError,
+    Uploaded,
+    checkReply,
+    integer,
+    parseDone,
+    parseDownloadHeader,
+    parseEntry,
+    parseListPage,
+    parseUploadOffset,
+    printable,
+)
 from tcplab.files.storage import hashPrefix
 from tcplab.files.stream import FrameSender
 
-Progress = Callable[[int], None]
+__all__ = [
+    "EXIT_CODES",
+    "ChecksumMismatch",
+    "ConnectionLostError",
+    "FileClient",
+    "MalformedReply",
+    "OperationInProgress",
+    "RemoteError",
+]
 
-EXIT_CODES = {
-    wire.NOT_FOUND: ExitCode.NOT_FOUND,
-    wire.NOT_ALLOWED: ExitCode.NOT_ALLOWED,
-    wire.TOO_LARGE: ExitCode.NOT_ALLOWED,
-    wire.AUTH_REQUIRED: ExitCode.AUTH,
-    wire.AUTH_FAILED: ExitCode.AUTH,
-    wire.EXISTS: ExitCode.EXISTS,
-    wire.CHECKSUM_MISMATCH: ExitCode.CHECKSUM,
-    wire.BAD_REQUEST: ExitCode.PROTOCOL,
-}
+Listing = list[Entry]
+T = TypeVar("T")
 
+MAX_LIST_ENTRIES = 10_000_000
+"""A listing longer than this (over all its pages) is refused as absurd."""
 
-class RemoteError(TcplabError):
-    """
-    The server refused or failed an operation.
-
-    @ivar code: the protocol's error code (C{not_found}, ...).
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, EXIT_CODES.get(code, ExitCode.FAILURE))
-        self.code = code
-
-
-class ChecksumMismatch(TcplabError):
-    """What arrived does not have the SHA-256 the sender announced."""
-
-    exitCode = ExitCode.CHECKSUM
-
-
-class ConnectionLostError(ProtocolViolation):
-    """The connection ended in the middle of an operation."""
+MAX_QUEUED_REPLIES = 4
+"""Replies kept while nobody waits for them; a server sending more is broken."""
 
 
 class _AnsweredEarly(Exception):
@@ -77,6 +86,9 @@ class _AnsweredEarly(Exception):
 class FileClient(Int32StringReceiver):
     """
     One connection to a file server; one operation at a time.
+
+    Each operation returns a L{Deferred}; starting a second one before the
+    first has fired fails with L{OperationInProgress}.
 
     @ivar closed: fires when the connection is gone.
     """
@@ -88,24 +100,34 @@ class FileClient(Int32StringReceiver):
         self.closed: defer.Deferred[None] = defer.Deferred()
         self._replies: deque[dict[str, Any]] = deque()
         self._waiter: defer.Deferred[dict[str, Any]] | None = None
-        self._data: Callable[[bytes], None] | None = None
+        self._download: BoundedDownload | None = None
         self._sender: FrameSender | None = None
         self._lost: Failure | None = None
+        self._operation: str | None = None
+
+    @property
+    def disconnected(self) -> bool:
+        """Whether the connection is gone (or being dropped): open a new one."""
+        return self._lost is not None
+
+    @property
+    def operation(self) -> str | None:
+        """The operation in progress (C{"get"}, ...), or L{None} when idle."""
+        return self._operation
 
     # Frames in
 
     def stringReceived(self, payload: bytes) -> None:
         """Route data to the download in progress, replies to whoever waits."""
+        if self._lost is not None:
+            return  # being dropped: what is still in the buffer is not trusted
         if payload[:1] == wire.DATA:
-            if self._data is None:
-                self._protocolError("data frame outside a download")
-                return
-            self._data(payload[1:])
+            self._dataReceived(payload[1:])
             return
         try:
             message = wire.decode(payload)
         except wire.ProtocolError as e:
-            self._protocolError(e.message)
+            self._fail(MalformedReply(e.message))
             return
         # An answer while an upload is still being sent is an error (no
         # space, a bad frame ...): stop sending and let put() report it.
@@ -114,119 +136,191 @@ class FileClient(Int32StringReceiver):
         if self._waiter is not None:
             waiter, self._waiter = self._waiter, None
             waiter.callback(message)
-        else:
+        elif len(self._replies) < MAX_QUEUED_REPLIES:
             self._replies.append(message)
+        else:
+            self._fail(MalformedReply("the server sent replies nobody asked for"))
+            return
         if uploading is not None:
             uploading.abort(_AnsweredEarly())
 
+    def _dataReceived(self, chunk: bytes) -> None:
+        if self._download is None:
+            self._fail(MalformedReply("data frame outside a download"))
+            return
+        try:
+            self._download.receive(chunk)
+        except (MalformedReply, OSError) as e:
+            self._fail(e)
+
     def lengthLimitExceeded(self, length: int) -> None:
         """The server announced an oversized frame: give up on it."""
-        self._protocolError(f"the server sent a frame of {length} bytes")
+        self._fail(MalformedReply(f"the server sent a frame of {length} bytes"))
 
-    def _protocolError(self, why: str) -> None:
-        self._lost = Failure(ProtocolViolation(f"protocol error: {why}"))
-        self.transport.abortConnection()
+    def _fail(self, why: Exception) -> None:
+        """Drop the connection; whatever waits fails with C{why}."""
+        if self._lost is None:
+            self._lost = Failure(why)
+        self._replies.clear()  # from a server we gave up on: not to be trusted
+        if self.transport is not None:
+            self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """Fail whatever waits."""
-        failure = self._lost or Failure(
-            ConnectionLostError("the server closed the connection mid-operation")
-        )
-        self._lost = failure
+        if self._lost is None:
+            self._lost = Failure(
+                ConnectionLostError("the server closed the connection mid-operation")
+            )
         if self._waiter is not None:
             waiter, self._waiter = self._waiter, None
-            waiter.errback(failure)
+            waiter.errback(self._lost)
         self.closed.callback(None)
 
-    async def _reply(self) -> dict[str, Any]:
-        if self._replies:
-            message = self._replies.popleft()
-        elif self._lost is not None:
-            self._lost.raiseException()
-        else:
-            self._waiter = defer.Deferred()
-            message = await self._waiter
-        if message.get("ok") is not True:
-            code = message.get("error")
-            text = message.get("message")
-            if not isinstance(code, str) or not isinstance(text, str):
-                raise ProtocolViolation(f"malformed reply: {message!r}")
-            raise RemoteError(code, text)
-        return message
+    # Requests and replies
 
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send one control message and return the (successful) reply."""
+    def _send(self, message: dict[str, Any]) -> None:
+        self.sendString(wire.encode(message))
+
+    async def _message(self) -> dict[str, Any]:
+        """The next control message, whatever it says."""
+        if self._replies:
+            return self._replies.popleft()
         if self._lost is not None:
             self._lost.raiseException()
-        self.sendString(wire.encode(message))
-        return await self._reply()
+        self._waiter = defer.Deferred()
+        return await self._waiter
+
+    async def _reply(self) -> dict[str, Any]:
+        """The next reply, which must be a success (else its L{RemoteError})."""
+        return checkReply(await self._message())
+
+    def _run(self, name: str, operation: Coroutine[Any, Any, T]) -> defer.Deferred[T]:
+        """
+        Run one operation, refusing it while another is in progress; a
+        protocol violation also drops the connection (its state is unknown).
+        """
+        if self._operation is not None:
+            operation.close()
+            return defer.fail(
+                OperationInProgress(
+                    f"cannot start {name}: {self._operation} is still in progress "
+                    "on this connection (one operation at a time)"
+                )
+            )
+        if self._lost is not None and not self._replies:
+            # (With a reply kept -- a refusal sent before the server hung
+            # up, say -- the operation runs and reports that reply.)
+            operation.close()
+            return defer.fail(self._lost)
+        self._operation = name
+
+        async def guarded() -> T:
+            try:
+                return await operation
+            except ProtocolViolation as e:
+                self._fail(e)
+                raise
+            finally:
+                self._operation = None
+
+        return defer.ensureDeferred(guarded())
 
     # Operations
 
-    async def login(self, user: str, password: str) -> None:
+    def login(self, user: str, password: str) -> defer.Deferred[None]:
         """Log in (needed for writes on a server with ``--auth``)."""
-        await self.request({"op": "login", "user": user, "password": password})
 
-    async def list(self, path: str = "") -> list[dict[str, Any]]:
-        """The entries of a remote directory: name, type, size, mtime."""
-        reply = await self.request({"op": "list", "path": path})
-        entries = reply.get("entries")
-        if not isinstance(entries, list):
-            raise ProtocolViolation("malformed list reply")
-        return entries
+        async def login() -> None:
+            self._send({"op": "login", "user": user, "password": password})
+            await self._reply()
 
-    async def stat(self, path: str) -> dict[str, Any]:
-        """Name, type, size and mtime of one remote path."""
-        return await self.request({"op": "stat", "path": path})
+        return self._run("login", login())
 
-    async def delete(self, path: str) -> None:
+    def list(self, path: str = "") -> defer.Deferred[Listing]:
+        """
+        The entries of a remote directory, every page of it: at most
+        L{MAX_LIST_ENTRIES}, or L{MalformedReply}.
+        """
+
+        async def listing() -> Listing:
+            self._send({"op": "list", "path": path})
+            entries: Listing = []
+            while True:
+                page = parseListPage(await self._reply())
+                entries.extend(page.entries)
+                if len(entries) > MAX_LIST_ENTRIES:
+                    raise MalformedReply(f"a listing of more than {MAX_LIST_ENTRIES} entries")
+                if not page.more:
+                    return entries
+
+        return self._run("list", listing())
+
+    def stat(self, path: str) -> defer.Deferred[Entry]:
+        """Name, kind, size and mtime of one remote path."""
+
+        async def stat() -> Entry:
+            self._send({"op": "stat", "path": path})
+            return parseEntry(await self._reply(), listed=False)
+
+        return self._run("stat", stat())
+
+    def delete(self, path: str) -> defer.Deferred[None]:
         """Remove a remote file (or empty directory)."""
-        await self.request({"op": "delete", "path": path})
 
-    async def get(
+        async def delete() -> None:
+            self._send({"op": "delete", "path": path})
+            await self._reply()
+
+        return self._run("delete", delete())
+
+    def get(
         self,
         path: str,
         sink: BinaryIO,
         offset: int = 0,
         prefix: BinaryIO | None = None,
         progress: Progress | None = None,
-    ) -> dict[str, Any]:
+    ) -> defer.Deferred[Downloaded]:
         """
         Download C{path} from C{offset} into C{sink}, verifying the whole
-        file's SHA-256; return the header (size, offset, mtime) plus
-        C{sha256}.
+        file's SHA-256.  Never more than the size the server announced is
+        written to C{sink}: a server sending more is a L{MalformedReply}.
 
         @param prefix: when resuming, the local bytes before C{offset}
             (they are hashed, so the check covers the whole file).
         @raise ChecksumMismatch: the file did not arrive intact.
+        @raise OSError: C{sink} could not be written (the connection is
+            dropped).
         """
+        return self._run("get", self._get(path, sink, offset, prefix, progress))
+
+    async def _get(
+        self,
+        path: str,
+        sink: BinaryIO,
+        offset: int,
+        prefix: BinaryIO | None,
+        progress: Progress | None,
+    ) -> Downloaded:
         hasher = hashPrefix(prefix, offset) if prefix is not None and offset else hashlib.sha256()
-        received = 0
-        write = sink.write
-
-        def data(chunk: bytes) -> None:
-            nonlocal received
-            write(chunk)
-            hasher.update(chunk)
-            received += len(chunk)
-            if progress is not None:
-                progress(len(chunk))
-
-        self._data = data
+        download = BoundedDownload(sink, hasher, progress)
+        self._download = download
         try:
-            header = await self.request({"op": "get", "path": path, "offset": offset})
-            trailer = await self._reply()
+            self._send({"op": "get", "path": path, "offset": offset})
+            header = parseDownloadHeader(await self._reply(), offset)
+            download.expect(header.size, header.size - offset)
+            expected = parseDone(await self._reply())
         finally:
-            self._data = None
-        size = header.get("size")
-        if type(size) is not int or offset + received != size:
-            raise ProtocolViolation(f"received {offset + received} bytes of {size}")
-        expected = trailer.get("sha256")
+            self._download = None
+        if download.remaining:
+            raise MalformedReply(
+                f"the download ended {download.remaining} bytes short of {header.size}"
+            )
         if hasher.hexdigest() != expected:
-            raise ChecksumMismatch(f"{path}: SHA-256 mismatch (expected {expected})")
-        return {**header, "sha256": expected}
+            raise ChecksumMismatch(f"{printable(path)}: SHA-256 mismatch (expected {expected})")
+        return Downloaded(header.size, offset, header.mtime, expected)
 
-    async def put(
+    def put(
         self,
         path: str,
         source: BinaryIO,
@@ -234,23 +328,40 @@ class FileClient(Int32StringReceiver):
         overwrite: bool = False,
         resume: bool = True,
         progress: Progress | None = None,
-    ) -> dict[str, Any]:
+        started: Progress | None = None,
+    ) -> defer.Deferred[Uploaded]:
         """
-        Upload C{source} (from its start, C{size} bytes) as C{path}; the
-        server keeps what an interrupted earlier upload left and we send the
-        rest.  Returns the final reply (size, sha256).
+        Upload C{source} (a seekable file: from its start, C{size} bytes, by
+        default all of it) as C{path}; the server keeps what an interrupted
+        earlier upload left and we send the rest.
 
-        @raise RemoteError: C{exists}, C{too_large}, C{not_allowed},
+        @param started: called with the offset the server resumes from,
+            before any data is sent.
+        @raise RemoteError: C{exists}, C{busy}, C{too_large}, C{not_allowed},
             C{checksum_mismatch} ...
         """
+        return self._run(
+            "put", self._put(path, source, size, overwrite, resume, progress, started)
+        )
+
+    async def _put(
+        self,
+        path: str,
+        source: BinaryIO,
+        size: int | None,
+        overwrite: bool,
+        resume: bool,
+        progress: Progress | None,
+        started: Progress | None,
+    ) -> Uploaded:
         if size is None:
-            size = os.fstat(source.fileno()).st_size
-        start = await self.request(
+            size = source.seek(0, os.SEEK_END)
+        self._send(
             {"op": "put", "path": path, "size": size, "overwrite": overwrite, "resume": resume}
         )
-        offset = start.get("offset")
-        if type(offset) is not int or not 0 <= offset <= size:
-            raise ProtocolViolation(f"bad offset in reply: {offset!r}")
+        offset = parseUploadOffset(await self._reply(), size)
+        if started is not None:
+            started(offset)
         hasher = hashPrefix(source, offset)
         source.seek(offset)
         if progress is not None and offset:
@@ -267,10 +378,18 @@ class FileClient(Int32StringReceiver):
             self._sender.start()
             await sent
         except _AnsweredEarly:
-            return await self._reply()
+            await self._reply()
+            raise MalformedReply("the server accepted an upload before it was complete") from None
         except ConnectionError:
+            if self._lost is not None:
+                self._lost.raiseException()
             raise ConnectionLostError("the connection was lost during the upload") from None
         finally:
             self._sender = None
-        self.sendString(wire.encode({"sha256": hasher.hexdigest()}))
-        return await self._reply()
+        ours = hasher.hexdigest()
+        self._send({"sha256": ours})
+        reply = await self._reply()
+        theirs = parseDone(reply)
+        if theirs != ours or integer(reply, "size") != size:
+            raise MalformedReply("the server confirmed another size or SHA-256 than was sent")
+        return Uploaded(size, offset, ours)

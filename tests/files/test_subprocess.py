@@ -7,13 +7,21 @@ import io
 import os
 import signal
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.files import socket_client
-from tests.support import METRICS_LISTENING, ServerProcess, metricValue, runTcplab, scrape
+from tests.support import (
+    METRICS_LISTENING,
+    TCPLAB,
+    ServerProcess,
+    metricValue,
+    runTcplab,
+    scrape,
+)
 
 pytestmark = pytest.mark.subprocess
 
@@ -99,6 +107,7 @@ def test_get_resumes_partial_and_rejects_bad_one(
     partial.write_bytes(data[:1_000_000])
     result = runTcplab("get", f"127.0.0.1:{server.port}", "data.bin", "-o", str(tmp_path), "-v")
     assert result.returncode == 0, result.stderr
+    assert b"tcplab: data.bin: resuming at 1000000 bytes\n" in result.stderr
     assert (tmp_path / "data.bin").read_bytes() == data and not partial.exists()
     corrupt = tmp_path / "again"
     corrupt.mkdir()
@@ -146,6 +155,30 @@ def test_put_as_another_name(tmp_path: Path) -> None:
     assert (root / "dir" / "renamed.bin").read_bytes() == local.read_bytes()
     assert several.returncode == 2
     assert several.stderr == b"tcplab: --as names one upload; give exactly one LOCAL\n"
+
+
+def test_put_from_stdin(served: tuple[ServerProcess, Path], tmp_path: Path) -> None:
+    """put ADDRESS - --as NAME uploads a pipe and a redirected file; without --as it is refused."""
+    server, root = served
+    address = f"127.0.0.1:{server.port}"
+    piped = os.urandom(300_000)
+    result = runTcplab("put", address, "-", "--as", "in/piped.bin", input=piped)
+    assert result.returncode == 0, result.stderr
+    assert (root / "in" / "piped.bin").read_bytes() == piped
+    local = tmp_path / "redirected.bin"
+    local.write_bytes(os.urandom(100_000))
+    with open(local, "rb") as stdin:
+        redirected = subprocess.run(
+            [TCPLAB, "put", address, "-", "--as", "in/redirected.bin"],
+            stdin=stdin,
+            capture_output=True,
+            timeout=60,
+        )
+    assert redirected.returncode == 0, redirected.stderr
+    assert (root / "in" / "redirected.bin").read_bytes() == local.read_bytes()
+    nameless = runTcplab("put", address, "-", input=b"x")
+    assert nameless.returncode == 2
+    assert nameless.stderr == b"tcplab: uploading standard input (-) needs --as NAME\n"
 
 
 def test_sigterm_lets_transfer_finish_or_keeps_partial(served: tuple[ServerProcess, Path]) -> None:
