@@ -9,7 +9,7 @@ from twisted.internet.testing import StringTransport
 
 from tcplab.echo import EchoFactory
 from tcplab.observe import ConnectionObserver, ObservedProtocol
-from tcplab.tap.common import ListeningService
+from tcplab.tap.listening import ListeningService
 from tcplab.trace import WireTracer, hexdump
 from tests.support import Collector, reactor
 

@@ -202,7 +202,7 @@ def test_sigterm_graceful_shutdown() -> None:
     assert rest == b"server shutting down, bye\r\n"
     assert server.stop() == -signal.SIGTERM
     assert time.monotonic() - started < 10
-    assert "closing 1 connections" in "".join(server.output)
+    assert "closing 1 connection (at most 10s)" in "".join(server.output)
 
 
 def test_metrics_scrape() -> None:

@@ -11,7 +11,7 @@ from tcplab.addresses import DEFAULT_BACKLOG, withBacklog
 from tcplab.echo import EchoFactory
 from tcplab.errors import CannotListen
 from tcplab.tap import echo as echoTap
-from tcplab.tap.common import ListeningService
+from tcplab.tap.listening import ListeningService
 from tests.support import reactor
 
 
@@ -70,9 +70,9 @@ async def test_port_in_use_closes_the_others() -> None:
             ["tcp:0:interface=127.0.0.1", f"tcp:{number}:interface=127.0.0.1"],
             EchoFactory(),
             reactor(),
-            exitOnFailure=False,
         )
-        service.startService()
+        with pytest.raises(CannotListen, match="Address already in use"):
+            service.privilegedStartService()
         with pytest.raises(CannotListen, match="Address already in use"):
             await service.listening
         assert service.ports == []

@@ -15,7 +15,7 @@ from tcplab.chat import ChatFactory, ChatHub
 from tcplab.chat.chatlog import ChatLogService
 from tcplab.chat.hub import DEFAULT_ANNOUNCE_LIMIT, DEFAULT_HISTORY
 from tcplab.chat.protocol import FLOOD_BURST, FLOOD_RATE, MAX_LINE, MAX_PENDING
-from tcplab.tap.common import AuthServiceOptions, makeListeningService, observe
+from tcplab.tap.common import AuthServiceOptions, makeListeningService
 
 SERVICE_NAME = "tcplab-chat"
 DEFAULT_PER_IP = 5
@@ -88,9 +88,8 @@ def makeService(options: Options) -> IService:
         maxPending=options["max-pending"],
         authenticator=options.authenticator(),
     )
-    service = makeListeningService(
-        SERVICE_NAME, options, observe(factory, SERVICE_NAME, options, writeDirectly=True)
-    )
+    settings = options.settings(SERVICE_NAME, writeDirectly=True)
+    service = makeListeningService(settings, factory, metrics=factory.metrics)
     if options["chat-log"]:
         ChatLogService(hub, options["chat-log"]).setServiceParent(service)
     return service

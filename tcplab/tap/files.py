@@ -13,7 +13,7 @@ from twisted.python import usage
 
 from tcplab.files import FileServerFactory
 from tcplab.sending import BULK_READ_SIZE
-from tcplab.tap.common import AuthServiceOptions, makeListeningService, observe
+from tcplab.tap.common import AuthServiceOptions, makeListeningService
 
 SERVICE_NAME = "tcplab-files"
 
@@ -70,8 +70,5 @@ def makeService(options: Options) -> IService:
         authenticator=options.authenticator(),
         anonymousReads=not options["no-anonymous"],
     )
-    return makeListeningService(
-        SERVICE_NAME,
-        options,
-        observe(factory, SERVICE_NAME, options, readSize=BULK_READ_SIZE, writeDirectly=True),
-    )
+    settings = options.settings(SERVICE_NAME, readSize=BULK_READ_SIZE, writeDirectly=True)
+    return makeListeningService(settings, factory, metrics=factory.metrics)
