@@ -80,7 +80,7 @@ def peerHost(address: object) -> str | None:
     match = _DESCRIBED_IP.match(text)
     if match:
         return canonicalHost(match.group("v6") or match.group("host"))
-    return text
+    return canonicalHost(text)
 
 
 def withBacklog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:
