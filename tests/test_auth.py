@@ -78,7 +78,7 @@ def failingChecker(calls: list[float], clock: Clock) -> ICredentialsChecker:
     class Refuser:
         credentialInterfaces = (IUsernamePassword,)
 
-        def requestAvatarId(self, credentials: object) -> defer.Deferred[bytes]:
+        def requestAvatarId(self, credentials: object) -> defer.Deferred[bytes | tuple[()]]:
             calls.append(clock.seconds())
             return defer.fail(UnauthorizedLogin())
 

@@ -174,7 +174,11 @@ class PluginService(ListeningService):
     """
     The service a tcplab plugin gives twistd: a L{ListeningService} that
     ends the process with one line and exit status 10 when it cannot listen.
+
+    @ivar metricsEndpoint: the service serving C{--metrics}, if asked for.
     """
+
+    metricsEndpoint: EndpointService | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -221,7 +225,8 @@ def makeListeningService(
             label = f"{settings.serviceName} metrics"
             endpoint = parseEndpoint(service.reactor, settings.metrics, "--metrics")
             web = metricsFactory(observer.metrics, reactor=service.reactor)
-            EndpointService(label, settings.metrics, endpoint, web).setServiceParent(service)
+            service.metricsEndpoint = EndpointService(label, settings.metrics, endpoint, web)
+            service.metricsEndpoint.setServiceParent(service)
     except CannotListen as e:
         print(f"{settings.serviceName}: {e}", file=sys.stderr)
         raise SystemExit(e.exitCode) from None
