@@ -61,7 +61,12 @@ class ServiceOptions(usage.Options):
 
     optFlags = [
         ["trace", None, "Log every chunk read or written: size, direction, time."],
-        ["hexdump", None, "With --trace, also log a hex/ASCII dump of each chunk."],
+        [
+            "hexdump",
+            None,
+            "Also log a hex/ASCII dump of each chunk (implies --trace). Payloads are "
+            "logged as they are, passwords included: for debugging only.",
+        ],
     ]
     optParameters = [
         [
