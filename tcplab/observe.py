@@ -90,6 +90,13 @@ class ObservedProtocol(ProtocolWrapper):
     lostReason: Failure | None = None
     handshakeSucceeded = False
 
+    # The timeout sweeper's bookkeeping (see tcplab.timeouts.Timed): class
+    # defaults until a sweep has something to note.
+    sweepSeen = 0
+    sweepQuietSince: float | None = None
+    sweepMarker: object | None = None
+    sweepMarkerSince = 0.0
+
     @property
     def closed(self) -> defer.Deferred[None]:
         """Fires once the connection is gone."""

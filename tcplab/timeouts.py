@@ -26,27 +26,29 @@ SWEEPS_PER_PERIOD = 4
 
 
 class Timed(Protocol):
-    """What the sweeper needs of a connection (L{tcplab.observe.ObservedProtocol})."""
+    """
+    What the sweeper needs of a connection (L{tcplab.observe.ObservedProtocol}).
+
+    The C{sweep*} attributes are the sweeper's own bookkeeping, kept on the
+    connection (as class-level defaults there, so that a connection that
+    never moves a byte pays no memory for them).
+    """
 
     bytesIn: int
     bytesOut: int
     openedAt: float
     wrappedProtocol: Any
+    sweepSeen: int
+    """Bytes in + out at the last sweep."""
+    sweepQuietSince: float | None
+    """When a sweep last saw the byte count change (L{None}: never)."""
+    sweepMarker: object | None
+    """The unfinished message the last sweep saw (see L{IMessageProgress})."""
+    sweepMarkerSince: float
+    """Since when that message has been unfinished."""
 
     def disconnectBecause(self, reason: str) -> None:
         """Tell the peer why, and close."""
-
-
-class _Watch:
-    """What the sweeps last saw of one connection."""
-
-    __slots__ = ("partialMarker", "partialSince", "quietSince", "seenTotal")
-
-    def __init__(self, seenTotal: int, since: float) -> None:
-        self.seenTotal = seenTotal
-        self.quietSince = since
-        self.partialMarker: object | None = None
-        self.partialSince = since
 
 
 class TimeoutSweeper:
@@ -68,7 +70,6 @@ class TimeoutSweeper:
         self.idleTimeout = idleTimeout or None
         self.messageTimeout = messageTimeout or None
         self.reactor = reactor
-        self._watches: dict[Timed, _Watch] = {}
         self._loop: LoopingCall | None = None
 
     @property
@@ -87,43 +88,40 @@ class TimeoutSweeper:
         self._loop.start(period, now=False)
 
     def stop(self) -> None:
-        """Stop sweeping and forget every connection."""
+        """Stop sweeping."""
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        self._watches.clear()
 
     def sweep(self) -> None:
         """Check every open connection once."""
         now = self.reactor.seconds()
-        watches: dict[Timed, _Watch] = {}
         for connection in list(self.connections()):
-            watch = self._watches.get(connection)
-            if watch is None:
-                watch = _Watch(0, connection.openedAt)
-            watches[connection] = watch
-            self.check(connection, watch, now)
-        # Closed connections drop out here: the table never outgrows the open set.
-        self._watches = watches
+            self.check(connection, now)
 
-    def check(self, connection: Timed, watch: _Watch, now: float) -> None:
+    def check(self, connection: Timed, now: float) -> None:
         """Disconnect C{connection} if it is idle or dripping one message."""
         total = connection.bytesIn + connection.bytesOut
-        if total != watch.seenTotal:
-            watch.seenTotal = total
-            watch.quietSince = now
-        elif self.idleTimeout and now - watch.quietSince >= self.idleTimeout:
-            connection.disconnectBecause(f"idle for {self.idleTimeout:g} seconds")
-            return
+        if total != connection.sweepSeen:
+            connection.sweepSeen = total
+            connection.sweepQuietSince = now
+        elif self.idleTimeout:
+            quietSince = connection.sweepQuietSince
+            if quietSince is None:
+                quietSince = connection.openedAt
+            if now - quietSince >= self.idleTimeout:
+                connection.disconnectBecause(f"idle for {self.idleTimeout:g} seconds")
+                return
         limit = self.messageTimeout
         protocol = connection.wrappedProtocol
         marker = None
         if limit and IMessageProgress.providedBy(protocol):
             marker = IMessageProgress(protocol).messageInProgress()
-        if limit is None or marker is None:
-            watch.partialMarker = None
-        elif marker != watch.partialMarker:
-            watch.partialMarker = marker
-            watch.partialSince = now
-        elif now - watch.partialSince >= limit:
+        if marker is None:
+            if connection.sweepMarker is not None:
+                connection.sweepMarker = None
+        elif marker != connection.sweepMarker:
+            connection.sweepMarker = marker
+            connection.sweepMarkerSince = now
+        elif limit is not None and now - connection.sweepMarkerSince >= limit:
             connection.disconnectBecause(f"message not completed within {limit:g} seconds")

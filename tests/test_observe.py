@@ -52,6 +52,20 @@ def test_idle_peer_disconnected_after_timeout() -> None:
     factory.doStop()
 
 
+def test_silent_peer_is_idle_from_the_moment_it_connected() -> None:
+    """A peer that never sends a byte is cut one idle timeout (plus a sweep) after connecting."""
+    clock = Clock()
+    factory = ConnectionObserver(EchoFactory(), "t", idleTimeout=8, reactor=clock)
+    factory.doStart()
+    _, transport = connect(factory)
+    clock.pump([2] * 3)
+    assert not transport.disconnecting
+    clock.pump([2])
+    assert transport.disconnecting
+    assert b"error: idle for 8 seconds" in transport.value()
+    factory.doStop()
+
+
 def test_slow_drip_line_disconnected() -> None:
     """A peer dripping one byte at a time into a line that never ends is cut off."""
     clock = Clock()
