@@ -321,6 +321,34 @@ def test_busy_udp_port_releases_the_tcp_ports() -> None:
         service.listening.addErrback(lambda f: f.trap(CannotListen))
 
 
+@pytest_twisted.ensureDeferred
+async def test_second_factory_joins_all_or_none() -> None:
+    """
+    A ListeningService for a second factory, nested in a plugin's service,
+    binds with it: its busy port fails the whole start-up and releases the
+    plugin's own port.
+    """
+    busy = await endpoints.TCP4ServerEndpoint(reactor(), 0, interface="127.0.0.1").listen(
+        EchoFactory()
+    )
+    try:
+        number = busy.getHost().port
+        main = ListeningService(
+            "tcplab-files", ["tcp:0:interface=127.0.0.1"], EchoFactory(), reactor()
+        )
+        extra = ListeningService(
+            "tcplab-files tutorial", [f"tcp:{number}:interface=127.0.0.1"], EchoFactory()
+        )
+        extra.setServiceParent(main)
+        with pytest.raises(CannotListen, match=r"^tcplab-files tutorial: cannot listen: "):
+            main.privilegedStartService()
+        assert main.ports == [] and extra.ports == []
+        with pytest.raises(CannotListen):
+            await main.listening
+    finally:
+        await busy.stopListening()
+
+
 def test_listen_help_is_one_clean_sentence() -> None:
     """twistd --help shows the --listen help without a run of spaces inside it."""
     help = " ".join(line.strip() for line in str(echoTap.Options()).splitlines())

@@ -190,10 +190,13 @@ class DatagramService(_BindingService):
         return f"UDP {describeAddress(port.getHost())}"
 
 
+@implementer(IBindingService)
 class ListeningService(MultiService):
     """
     Serve one factory on several endpoints, all of them or none, plus any
-    other child services (metrics, UDP, a chat log).
+    other child services (metrics, UDP, a chat log, or another
+    L{ListeningService}: it is itself a binding service, so a second factory
+    on its own endpoints joins the same all-or-none start-up).
 
     Binding children (L{IBindingService}) bind when this service is
     privileged-started or started.  If any of them fails, the ones already
@@ -249,6 +252,15 @@ class ListeningService(MultiService):
         self.bindAll()
         super().startService()
 
+    def bind(self) -> None:
+        """Bind every binding child (see L{bindAll}); for L{IBindingService}."""
+        self.bindAll()
+
+    def release(self) -> defer.Deferred[None]:
+        """Release every binding child: stop listening everywhere."""
+        released = [defer.maybeDeferred(b.release) for b in self.binders()]
+        return defer.gatherResults(released).addCallback(lambda _: None)
+
     def bindAll(self) -> None:
         """
         Bind every binding child, once.
@@ -276,8 +288,7 @@ class ListeningService(MultiService):
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop accepting, drain the open connections, then stop the children."""
-        released = [defer.maybeDeferred(b.release) for b in self.binders()]
-        d: defer.Deferred[Any] = defer.gatherResults(released)
+        d: defer.Deferred[Any] = self.release()
         if isinstance(self.factory, ConnectionObserver):
             observer = self.factory
             d.addCallback(lambda _: observer.drain(self.shutdownTimeout))
