@@ -8,6 +8,7 @@ any Twisted client endpoint description (``tcp:host=...:port=...``,
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -39,6 +40,47 @@ def describeAddress(address: object) -> str:
         text = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
         return f"unix:{text}"
     return str(address)
+
+
+def canonicalHost(host: str) -> str:
+    """
+    One spelling per IP host: an IPv4-mapped IPv6 address (C{::ffff:a.b.c.d},
+    what a C{tcp6} listener sees of an IPv4 client) becomes C{a.b.c.d}, and
+    IPv6 addresses are compressed and lower-cased.  Anything that is not an
+    IP address is returned unchanged.
+    """
+    try:
+        parsed = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)
+
+
+_DESCRIBED_IP = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):\d+$")
+
+
+def peerHost(address: object) -> str | None:
+    """
+    The host a peer connects from, as per-host limits and login backoff key
+    it: the IP address (IPv4-mapped IPv6 folded into IPv4), or L{None} for a
+    UNIX socket, which has no host (every local client would look alike).
+
+    C{address} is a Twisted address, or one rendered by L{describeAddress}
+    (C{host:port}, C{[v6]:port}, C{unix:...}).
+    """
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return canonicalHost(address.host)
+    if isinstance(address, UNIXAddress):
+        return None
+    text = str(address)
+    if text.startswith("unix:"):
+        return None
+    match = _DESCRIBED_IP.match(text)
+    if match:
+        return canonicalHost(match.group("v6") or match.group("host"))
+    return canonicalHost(text)
 
 
 def withBacklog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:

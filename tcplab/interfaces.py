@@ -8,7 +8,7 @@ C{getattr}, so a misspelt hook is a type error, not a silent no-op.
 
 from __future__ import annotations
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class IMessageProgress(Interface):
@@ -39,3 +39,25 @@ class IRefusalFormat(Interface):
 
     def refusal(reason: str) -> bytes:
         """The bytes sent to a peer refused for C{reason} (one line or frame)."""
+
+
+class IBindingService(Interface):
+    """
+    A service that opens a listening port (TCP, UNIX, TLS, UDP) of its own.
+
+    It binds in C{privilegedStartService} (before twistd drops root), or in
+    C{startService} when nobody called that first; a failure to bind is
+    raised there as L{tcplab.errors.CannotListen} when it is known at once,
+    and always fails C{listening}.  A L{tcplab.tap.listening.ListeningService}
+    binds all of its binding children or none.
+    """
+
+    listening = Attribute(
+        "A Deferred that fires with the listening port once bound, or fails with CannotListen."
+    )
+
+    def bind() -> None:
+        """Start listening (once; later calls do nothing)."""
+
+    def release() -> object:
+        """Stop listening or cancel the attempt; may return a Deferred."""

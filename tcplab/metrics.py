@@ -4,20 +4,39 @@ Prometheus metrics for the tcplab services, served by twisted.web.
 A L{Metrics} registry holds counters that services bump as things happen
 (a chat message relayed, a transfer finished) and collectors that are asked
 at scrape time (open connections, bytes in and out), so that nothing is
-counted per chunk on the data path.  L{MetricsResource} renders the registry
-in the Prometheus text exposition format (version 0.0.4).
+counted per chunk on the data path.  L{Metrics.render} gives the registry
+in the Prometheus text exposition format (version 0.0.4), which
+L{tcplab.metricshttp} serves.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
-
 Sample = tuple[str, dict[str, str], float]
 """A metric name, its labels, and its value."""
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+"""The media type of the Prometheus text format."""
+
+
+def formatValue(value: float) -> str:
+    """
+    A sample value as the text format wants it: integral values exactly, as
+    integers (never C{4.26363e+08}, which stops changing as a counter grows),
+    others in Python's shortest round-trip form, and C{NaN}, C{+Inf}, C{-Inf}.
+    """
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer():
+        return str(int(value))
+    return repr(float(value))
 
 
 def _labelText(labels: dict[str, str]) -> str:
@@ -82,28 +101,5 @@ class Metrics:
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
             for _, labels, value in byName[name]:
                 allLabels = {"service": self.service, **labels}
-                lines.append(f"{name}{_labelText(allLabels)} {value:g}")
+                lines.append(f"{name}{_labelText(allLabels)} {formatValue(value)}")
         return ("\n".join(lines) + "\n").encode()
-
-
-class MetricsResource(Resource):
-    """Serve a L{Metrics} registry at C{/metrics} (and at the root)."""
-
-    isLeaf = True
-
-    def __init__(self, metrics: Metrics) -> None:
-        super().__init__()
-        self.metrics = metrics
-
-    def render_GET(self, request: Request) -> bytes:
-        """Render the current figures."""
-        request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
-        return self.metrics.render()
-
-
-def metricsSite(metrics: Metrics) -> Site:
-    """A twisted.web site serving C{metrics}."""
-    site = Site(MetricsResource(metrics))
-    site.noisy = False
-    site.displayTracebacks = False
-    return site

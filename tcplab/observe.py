@@ -1,27 +1,26 @@
 """
-Connection bookkeeping shared by every tcplab server.
+Traffic accounting and tracing for tcplab connections, server and client.
 
-L{ConnectionObserver} wraps a service's protocol factory (Twisted's
-L{WrappingFactory}) and gives every service, in one place: a log line when a
-connection opens and one when it closes (peer, duration, bytes in and out),
-the optional wire trace of L{tcplab.trace}, connection limits (in total and
-per peer address) that refuse extra peers with a short reason, timeouts for
-idle and slow-drip peers, and a graceful drain at shutdown.
+L{ConnectionObserver} wraps a protocol factory (Twisted's
+L{WrappingFactory}); each connection gets an L{ObservedProtocol} between the
+transport and the real protocol, which counts the bytes in and out, traces
+every chunk when asked (L{tcplab.trace}), handles half-close for protocols
+that do not, and on TLS tells when the handshake is done.  The factory logs
+each connection's open and close (peer, duration, bytes), and offers its
+figures to a L{Metrics} registry.
 
-Wrapped protocols may offer two optional hooks:
-  - C{messageInProgress() -> object | None}: L{None} when no message (line,
-    frame) is half-received, else a marker that changes with every message
-    completed (a count).  A peer that keeps the same message unfinished for
-    longer than the message timeout is a slow-drip client and is
-    disconnected; a long upload of many frames is not.
-  - C{serverStopping() -> None}: the server is shutting down; say goodbye
-    and close when convenient (a running transfer may finish first).  Without
-    it the connection is closed after its pending output is sent.
+On a server, the same wrapper is where the service's policies meet the
+connections, each kept in its own module and configured by one
+L{ServiceSettings}: the admission limits of L{tcplab.limits}, the timeout
+sweeper of L{tcplab.timeouts} and the shutdown drain of L{tcplab.drain}.
+The hooks a protocol may offer them are the zope interfaces of
+L{tcplab.interfaces}.  The client (L{tcplab.cli.common}) uses the wrapper for
+tracing and the TLS handshake only.
 """
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -36,41 +35,31 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
 )
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
 from tcplab.addresses import describeAddress
+from tcplab.drain import drainConnections
+from tcplab.interfaces import IRefusalFormat
+from tcplab.limits import ConnectionLimits, RefusingProtocol, plainRefusal
 from tcplab.metrics import Metrics, Sample
 from tcplab.reactors import defaultReactor
 from tcplab.sending import canWriteDirectly, setNoDelay, setReadSize, writeDirectly
+from tcplab.settings import ServiceSettings
+from tcplab.timeouts import TimeoutSweeper
 from tcplab.trace import RECEIVED, SENT, WireTracer
 
 
-def peerKey(address: IAddress) -> str:
-    """
-    The key per-peer limits count by: the host of an IP address.
+def traceToLog(serviceName: str) -> Callable[[str], None]:
+    """A trace sink that writes trace lines to the twistd log."""
+    traceLog = Logger(namespace=f"tcplab.trace.{serviceName}")
 
-    (Twisted 26.10's C{LimitConnectionsByPeer} indexes the address object
-    like a tuple and breaks; we key on C{.host} ourselves.)
-    """
-    host = getattr(address, "host", None)
-    return host if isinstance(host, str) else describeAddress(address)
+    def emit(line: str) -> None:
+        traceLog.info("{line}", line=line)
 
-
-class RefusingProtocol(Protocol):
-    """Tell a peer why it is refused, then hang up."""
-
-    def __init__(self, message: bytes) -> None:
-        self.message = message
-
-    def connectionMade(self) -> None:
-        """Send the reason and close once it is written."""
-        assert self.transport is not None
-        self.transport.write(self.message)
-        self.transport.loseConnection()
+    return emit
 
 
 @implementer(IHandshakeListener)
@@ -93,14 +82,6 @@ class ObservedProtocol(ProtocolWrapper):
         self.bytesOut = 0
         self.openedAt = 0.0
         self.peer = "?"
-        self.seenTotal = 0
-        """Bytes in + out at the last timeout sweep."""
-        self.quietSince = 0.0
-        """When the byte count last changed, as seen by the sweeps."""
-        self.partialSince = 0.0
-        """Since when the protocol has held the same unfinished message."""
-        self.partialMarker: object | None = None
-        """The protocol's marker for that message (see messageInProgress)."""
 
     # The two Deferreds are made on demand: most connections never need
     # them, and an idle connection should cost as little memory as it can.
@@ -108,6 +89,13 @@ class ObservedProtocol(ProtocolWrapper):
     _handshakeDone: defer.Deferred[None] | None = None
     lostReason: Failure | None = None
     handshakeSucceeded = False
+
+    # The timeout sweeper's bookkeeping (see tcplab.timeouts.Timed): class
+    # defaults until a sweep has something to note.
+    sweepSeen = 0
+    sweepQuietSince: float | None = None
+    sweepMarker: object | None = None
+    sweepMarkerSince = 0.0
 
     @property
     def closed(self) -> defer.Deferred[None]:
@@ -117,6 +105,11 @@ class ObservedProtocol(ProtocolWrapper):
             if self.lostReason is not None:
                 self._closed.callback(None)
         return self._closed
+
+    @property
+    def isOpen(self) -> bool:
+        """Whether the connection is still open."""
+        return self.lostReason is None
 
     @property
     def handshakeDone(self) -> defer.Deferred[None]:
@@ -137,12 +130,13 @@ class ObservedProtocol(ProtocolWrapper):
         Record the peer, start the trace, pick the fastest way to send (see
         L{tcplab.sending}), then connect the wrapped protocol.
         """
-        self.direct = self.factory.writeDirectly and canWriteDirectly(transport)
+        settings = self.factory.settings
+        self.direct = settings.writeDirectly and canWriteDirectly(transport)
         setNoDelay(transport)
-        if self.factory.readSize:
-            setReadSize(transport, self.factory.readSize)
+        if settings.readSize:
+            setReadSize(transport, settings.readSize)
         self.peer = describeAddress(transport.getPeer())
-        self.openedAt = self.quietSince = self.factory.clock()
+        self.openedAt = self.factory.reactor.seconds()
         if self.factory.traceSink is not None:
             self.tracer = WireTracer(self.peer, self.factory.traceSink, self.factory.hexdump)
         super().makeConnection(transport)
@@ -204,7 +198,7 @@ class ObservedProtocol(ProtocolWrapper):
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         """Log the connection's totals, then pass the loss on."""
-        duration = self.factory.clock() - self.openedAt
+        duration = self.factory.reactor.seconds() - self.openedAt
         why = reason.getErrorMessage() if reason is not None else "closed"
         self.factory.log.info(
             "{service}: {peer} disconnected after {duration:.3f}s, "
@@ -245,62 +239,26 @@ class ObservedProtocol(ProtocolWrapper):
         if self.lostReason is None:
             self.transport.abortConnection()
 
-    def checkTimeouts(self, now: float) -> None:
-        """Disconnect if idle, or if one message has been dripping in too long."""
-        factory = self.factory
-        total = self.bytesIn + self.bytesOut
-        if total != self.seenTotal:
-            self.seenTotal = total
-            self.quietSince = now
-        elif factory.idleTimeout and now - self.quietSince >= factory.idleTimeout:
-            self.disconnectBecause(f"idle for {factory.idleTimeout:g} seconds")
-            return
-        messageInProgress = getattr(self.wrappedProtocol, "messageInProgress", None)
-        marker = messageInProgress() if messageInProgress is not None else None
-        if not factory.messageTimeout or marker is None:
-            self.partialMarker = None
-        elif marker != self.partialMarker:
-            self.partialMarker = marker
-            self.partialSince = now
-        elif now - self.partialSince >= factory.messageTimeout:
-            self.disconnectBecause(
-                f"message not completed within {factory.messageTimeout:g} seconds"
-            )
-
-    def stopGracefully(self) -> None:
-        """The server is stopping: let the protocol wind down, or just close."""
-        serverStopping = getattr(self.wrappedProtocol, "serverStopping", None)
-        if serverStopping is not None:
-            serverStopping()
-        else:
-            self.transport.loseConnection()
-
 
 class ConnectionObserver(WrappingFactory):
     """
-    Wrap a server factory with connection logging, tracing and limits.
+    Wrap a protocol factory with connection logging, accounting and tracing,
+    and, on a server, the service's limits, timeouts and shutdown drain.
 
-    @ivar serviceName: names the service in log lines.
+    Build it from the service's L{ServiceSettings}, or, for embedding, from
+    a service name and any settings fields as keywords::
+
+        ConnectionObserver(factory, "my-service", maxPerPeer=5, idleTimeout=60)
+
+    @ivar settings: the service's settings.
     @ivar traceSink: where trace lines go, or L{None} for no trace.
-    @ivar maxConnections: refuse connections beyond this many at once.
-    @ivar maxPerPeer: refuse a peer address holding this many already.
-    @ivar refusal: turns a reason into the bytes sent to a refused peer
-        (services override it to speak their own protocol).
-    @ivar idleTimeout: disconnect a peer after this many seconds without a
-        byte in either direction (transfers in progress are never idle).
-    @ivar messageTimeout: disconnect a peer whose protocol reports the same
-        unfinished message (C{messageInProgress}) for this many seconds.
+    @ivar refusal: turns a reason into the bytes sent to a refused or
+        disconnected peer: the wrapped factory's own (L{IRefusalFormat}), or
+        a plain C{error: ...} line.
+    @ivar limits: the admission table (total and per-host limits).
+    @ivar sweeper: the idle and slow-drip timeout sweeper.
     @ivar metrics: the service's metrics registry; connection and byte
         figures are added here, services add their own.
-    @ivar writeDirectly: send each write at once when nothing is queued
-        (L{tcplab.sending.writeDirectly}): right for a protocol that answers
-        each read with one write (echo, file chunks), or that gathers its
-        small writes itself (chat, with L{tcplab.sending.BatchedWriter}); a
-        protocol making many small writes is better off without it, letting
-        Twisted gather them into one send per reactor iteration.
-    @ivar readSize: read up to this many bytes at a time (and queue up to
-        as many before pausing the reader), instead of Twisted's 64 KiB;
-        see L{tcplab.sending.setReadSize}.
     """
 
     protocol = ObservedProtocol
@@ -310,50 +268,54 @@ class ConnectionObserver(WrappingFactory):
     def __init__(
         self,
         wrappedFactory: IProtocolFactory,
-        serviceName: str,
-        traceSink: Callable[[str], None] | None = None,
-        hexdump: bool = False,
-        maxConnections: int | None = None,
-        maxPerPeer: int | None = None,
-        refusal: Callable[[str], bytes] | None = None,
-        idleTimeout: float | None = None,
-        messageTimeout: float | None = None,
+        settings: ServiceSettings | str,
         reactor: Any = None,
-        clock: Callable[[], float] | None = None,
+        traceSink: Callable[[str], None] | None = None,
         metrics: Metrics | None = None,
-        readSize: int | None = None,
-        writeDirectly: bool = False,
+        **fields: Any,
     ) -> None:
         super().__init__(wrappedFactory)
-        self.readSize = readSize
-        self.writeDirectly = writeDirectly
-        self.serviceName = serviceName
+        if isinstance(settings, str):
+            settings = ServiceSettings(serviceName=settings, **fields)
+        elif fields:
+            settings = dataclasses.replace(settings, **fields)
+        self.settings = settings
+        self.serviceName = settings.serviceName
+        self.reactor = defaultReactor(reactor)
+        if traceSink is None and settings.tracing:
+            traceSink = traceToLog(settings.serviceName)
         self.traceSink = traceSink
-        self.hexdump = hexdump
-        self.maxConnections = maxConnections
-        self.maxPerPeer = maxPerPeer
-        self.refusal = refusal or getattr(wrappedFactory, "refusal", None) or _plainRefusal
-        reactor = defaultReactor(reactor)
-        self.reactor = reactor
-        self.clock = clock or (reactor.seconds if hasattr(reactor, "seconds") else time.monotonic)
-        self.idleTimeout = idleTimeout or None
-        self.messageTimeout = messageTimeout or None
-        self.perPeer: Counter[str] = Counter()
-        self._sweeper: LoopingCall | None = None
+        self.hexdump = settings.hexdump
+        self.refusal: Callable[[str], bytes] = (
+            IRefusalFormat(wrappedFactory).refusal
+            if IRefusalFormat.providedBy(wrappedFactory)
+            else plainRefusal
+        )
+        self.limits = ConnectionLimits(settings.maxConnections, settings.maxPerPeer)
+        self.sweeper = TimeoutSweeper(
+            self.openConnections, settings.idleTimeout, settings.messageTimeout, self.reactor
+        )
         self.connectionsTotal = 0
         self.refusedTotal = 0
         self.closedBytesIn = 0
         self.closedBytesOut = 0
-        if metrics is None:
-            metrics = getattr(wrappedFactory, "metrics", None) or Metrics(serviceName)
-        self.metrics = metrics
+        self.metrics = metrics if metrics is not None else Metrics(settings.serviceName)
         self.metrics.addCollector(self.collectMetrics)
         for name, kind, text in _CONNECTION_METRICS:
             self.metrics.describe(name, kind, text)
 
+    @property
+    def perPeer(self) -> Counter[str]:
+        """Open connections by peer host (see L{ConnectionLimits.perHost})."""
+        return self.limits.perHost
+
+    def openConnections(self) -> list[ObservedProtocol]:
+        """The connections open now."""
+        return list(self.protocols)
+
     def collectMetrics(self) -> list[Sample]:
         """Connection and byte figures, computed at scrape time."""
-        open_: list[ObservedProtocol] = list(self.protocols)
+        open_ = self.openConnections()
         return [
             ("tcplab_connections_open", {}, len(open_)),
             ("tcplab_connections_total", {}, self.connectionsTotal),
@@ -368,64 +330,25 @@ class ConnectionObserver(WrappingFactory):
 
     def startFactory(self) -> None:
         """Start the timeout sweeps (if any timeout is set)."""
-        timeouts = [t for t in (self.idleTimeout, self.messageTimeout) if t]
-        if timeouts:
-            self._sweeper = LoopingCall(self.sweep)
-            self._sweeper.clock = self.reactor
-            self._sweeper.start(max(min(timeouts) / 4, 0.01), now=False)
+        self.sweeper.start()
 
     def stopFactory(self) -> None:
         """Stop the timeout sweeps."""
-        if self._sweeper is not None and self._sweeper.running:
-            self._sweeper.stop()
-        self._sweeper = None
+        self.sweeper.stop()
 
-    def sweep(self) -> None:
+    def drain(self, timeout: float | None = None) -> defer.Deferred[None]:
         """
-        Check every connection's timeouts.
-
-        One periodic pass instead of a timer reset per chunk keeps the data
-        path free of timer work.
+        Ask every connection to wind down (see L{tcplab.drain}); fire when
+        all are closed, cutting off whatever is still open after C{timeout}
+        seconds (default: the settings' shutdown timeout).
         """
-        now = self.clock()
-        for protocol in list(self.protocols):
-            protocol.checkTimeouts(now)
-
-    def drain(self, timeout: float) -> defer.Deferred[None]:
-        """
-        Ask every connection to wind down; fire when all are closed, cutting
-        off whatever is still open after C{timeout} seconds.
-        """
-        connections: list[ObservedProtocol] = list(self.protocols)
-        if not connections:
-            return defer.succeed(None)
-        self.log.info(
-            "{service}: closing {count} connections (at most {timeout:g}s)",
-            service=self.serviceName,
-            count=len(connections),
-            timeout=timeout,
-        )
-        for connection in connections:
-            connection.stopGracefully()
-        allClosed = defer.gatherResults([c.closed for c in connections])
-
-        def cutOff() -> None:
-            for connection in connections:
-                if connection.lostReason is None:
-                    connection.transport.abortConnection()
-
-        deadline = self.reactor.callLater(timeout, cutOff)
-        allClosed.addBoth(lambda _: deadline.cancel() if deadline.active() else None)
-        return allClosed  # type: ignore[return-value]
+        if timeout is None:
+            timeout = self.settings.shutdownTimeout
+        return drainConnections(self.serviceName, self.openConnections(), timeout, self.reactor)
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:  # type: ignore[override]
         """Build a wrapped protocol, or a refusal when a limit is reached."""
-        key = peerKey(addr)
-        reason = None
-        if self.maxConnections is not None and len(self.protocols) >= self.maxConnections:
-            reason = f"server full ({self.maxConnections} connections), try again later"
-        elif self.maxPerPeer is not None and self.perPeer[key] >= self.maxPerPeer:
-            reason = f"too many connections from {key} (at most {self.maxPerPeer})"
+        reason = self.limits.refusal(addr)
         if reason is not None:
             self.refusedTotal += 1
             self.log.warn(
@@ -438,21 +361,18 @@ class ConnectionObserver(WrappingFactory):
         return super().buildProtocol(addr)
 
     def registerProtocol(self, p: ProtocolWrapper) -> None:
-        """Count a new connection against its peer's limit."""
+        """Count a new connection, in total and against its peer's limit."""
         super().registerProtocol(p)
         self.connectionsTotal += 1
-        self.perPeer[peerKey(p.getPeer())] += 1
+        self.limits.opened(p.getPeer())
 
     def unregisterProtocol(self, p: ProtocolWrapper) -> None:
-        """Release a closed connection's place."""
+        """Release a closed connection's place, keeping its byte counts."""
         super().unregisterProtocol(p)
         if isinstance(p, ObservedProtocol):
             self.closedBytesIn += p.bytesIn
             self.closedBytesOut += p.bytesOut
-        key = peerKey(p.getPeer())
-        self.perPeer[key] -= 1
-        if self.perPeer[key] <= 0:
-            del self.perPeer[key]
+        self.limits.closed(p.getPeer())
 
 
 _CONNECTION_METRICS = [
@@ -465,7 +385,3 @@ _CONNECTION_METRICS = [
 
 ABORT_GRACE = 5.0
 """Seconds a disconnected peer gets to read our last words before the cut."""
-
-
-def _plainRefusal(reason: str) -> bytes:
-    return f"error: {reason}\r\n".encode()

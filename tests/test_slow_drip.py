@@ -1,110 +1,114 @@
 """
-Slow-drip clients over real loopback sockets: a peer that keeps one frame
+Slow-drip clients, in memory on a shared clock: a peer that keeps one frame
 header or one line unfinished, a byte at a time, loses its slot within the
-message timeout, while everyone else is served as before.
+message timeout (plus one sweep), while everyone else is served as before.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 
-import pytest_twisted
-from twisted.internet import task
+from twisted.internet.testing import MemoryReactorClock
 
 from tcplab.chat import ChatFactory
-from tcplab.files import FileClient, FileServerFactory, wire
+from tcplab.files import FileServerFactory, wire
 from tcplab.observe import ConnectionObserver
-from tests.support import Collector, Loopback, reactor
+from tcplab.timeouts import SWEEPS_PER_PERIOD
+from tests.memory import MemoryConnection, connectInMemory
 
-MESSAGE_TIMEOUT = 0.5
-DRIP_INTERVAL = 0.1
+MESSAGE_TIMEOUT = 30.0
+IDLE_TIMEOUT = 60.0
+DRIP_INTERVAL = 1.0
+LATEST_CUT = MESSAGE_TIMEOUT + MESSAGE_TIMEOUT / SWEEPS_PER_PERIOD + DRIP_INTERVAL
+"""A dripper is cut within the timeout, plus one sweep period, plus one drop."""
 
 
-async def dripUntilCut(loopback: Loopback, port: int, opening: bytes, drop: bytes) -> Collector:
+def observed(factory: object, name: str, clock: MemoryReactorClock) -> ConnectionObserver:
+    """C{factory} behind the plumbing's timeouts, on C{clock}."""
+    observer = ConnectionObserver(
+        factory,  # type: ignore[arg-type]
+        name,
+        idleTimeout=IDLE_TIMEOUT,
+        messageTimeout=MESSAGE_TIMEOUT,
+        reactor=clock,
+    )
+    observer.doStart()
+    return observer
+
+
+def dripUntilCut(connection: MemoryConnection, opening: bytes, drop: bytes) -> float:
     """
-    Connect, send C{opening}, then one C{drop} every L{DRIP_INTERVAL}
-    seconds (never finishing the message) until the server hangs up.
+    Send C{opening}, then one C{drop} every L{DRIP_INTERVAL} seconds (never
+    finishing the message) until the server hangs up; return how long that took.
     """
-    dripper: Collector = await loopback.connect(port)
-    dripper.transport.write(opening)
-    drip = task.LoopingCall(dripper.transport.write, drop)
-    drip.clock = reactor()
-    drip.start(DRIP_INTERVAL, now=False)
-    try:
-        await dripper.closed.addTimeout(10 * MESSAGE_TIMEOUT + 5, reactor())
-    finally:
-        drip.stop()
-    return dripper
+    started = connection.clock.seconds()
+    connection.clientSends(opening)
+    while not connection.client.closed.called:
+        assert connection.clock.seconds() - started < 10 * MESSAGE_TIMEOUT, "never cut"
+        connection.advance(DRIP_INTERVAL)
+        connection.clientSends(drop)
+        connection.advance(0)
+    return connection.clock.seconds() - started
 
 
-@pytest_twisted.ensureDeferred
-async def test_file_frame_header_dripped_is_cut(loopback: Loopback, tmp_path: Path) -> None:
+def request(message: dict[str, object]) -> bytes:
+    """One request frame of docs/protocol.md."""
+    return wire.frame(wire.encode(message))
+
+
+def test_file_frame_header_dripped_is_cut(tmp_path: Path) -> None:
     """
     Two bytes of a frame's length, then a byte of the frame every tick:
-    disconnected with the reason, and a real client is unaffected.
+    disconnected with the reason, and an honest client is unaffected.
     """
     (tmp_path / "a.txt").write_bytes(b"hello")
-    port = await loopback.listen(
-        ConnectionObserver(
-            FileServerFactory(str(tmp_path)),
-            "tcplab-files",
-            idleTimeout=60,
-            messageTimeout=MESSAGE_TIMEOUT,
-        )
-    )
-    honest: FileClient = await loopback.connect(port, FileClient())
+    clock = MemoryReactorClock()
+    observer = observed(FileServerFactory(str(tmp_path)), "tcplab-files", clock)
+    honest = connectInMemory(observer, clock=clock)
+    dripper = connectInMemory(observer, clock=clock)
     # Half of a length prefix; the drops finish it (0x0101: a 257-byte
-    # frame) and then trickle into the frame, which would take 25 s.
-    dripper = await dripUntilCut(loopback, port, b"\x00\x00", b"\x01")
-    assert b"message not completed within 0.5 seconds" in bytes(dripper.received)
-    sink = io.BytesIO()
-    await honest.get("a.txt", sink)
-    assert sink.getvalue() == b"hello"
+    # frame) and then trickle into the frame, which would take 257 ticks.
+    took = dripUntilCut(dripper, b"\x00\x00", b"\x01")
+    assert MESSAGE_TIMEOUT <= took <= LATEST_CUT
+    assert b"message not completed within 30 seconds" in dripper.received()
+    honest.clientSends(request({"op": "stat", "path": "a.txt"}))
+    assert b'"ok":true' in honest.received()
+    observer.doStop()
 
 
-@pytest_twisted.ensureDeferred
-async def test_file_upload_in_progress_is_not_a_drip(loopback: Loopback, tmp_path: Path) -> None:
+def test_file_upload_in_progress_is_not_a_drip(tmp_path: Path) -> None:
     """
-    An upload of complete frames, one per tick, lasting several message
+    An upload trickled across frame boundaries, so that some frame is
+    always half-received but frames keep completing, lasting several message
     timeouts, is a transfer in progress, not a drip: it completes.
     """
-    port = await loopback.listen(
-        ConnectionObserver(
-            FileServerFactory(str(tmp_path), writable=True),
-            "tcplab-files",
-            idleTimeout=60,
-            messageTimeout=MESSAGE_TIMEOUT,
-        )
-    )
-    uploader: Collector = await loopback.connect(port)
-    chunk, count = b"x" * 1000, 30  # 30 ticks: six message timeouts
-    uploader.transport.write(
-        wire.frame(wire.encode({"op": "put", "path": "up.bin", "size": 30_000}))
-    )
-    for _ in range(count):
-        await task.deferLater(reactor(), DRIP_INTERVAL, lambda: None)
-        assert not uploader.closed.called, bytes(uploader.received)
-        uploader.transport.write(wire.dataFrame(chunk))
-    digest = hashlib.sha256(chunk * count).hexdigest()
-    uploader.transport.write(wire.frame(wire.encode({"sha256": digest})))
-    await uploader.waitForText(b'"done":true')
+    clock = MemoryReactorClock()
+    observer = observed(FileServerFactory(str(tmp_path), writable=True), "tcplab-files", clock)
+    uploader = connectInMemory(observer, clock=clock)
+    chunk, count = b"x" * 1000, int(3 * MESSAGE_TIMEOUT)
+    uploader.clientSends(request({"op": "put", "path": "up.bin", "size": len(chunk) * count}))
+    stream = b"".join(wire.dataFrame(chunk) for _ in range(count))
+    piece = 700  # never a whole frame: each send ends inside one
+    for offset in range(0, len(stream), piece):
+        uploader.advance(DRIP_INTERVAL)
+        assert not uploader.client.closed.called, uploader.received()
+        uploader.clientSends(stream[offset : offset + piece])
+    uploader.clientSends(request({"sha256": hashlib.sha256(chunk * count).hexdigest()}))
+    assert b'"done":true' in uploader.received()
     assert (tmp_path / "up.bin").read_bytes() == chunk * count
+    observer.doStop()
 
 
-@pytest_twisted.ensureDeferred
-async def test_chat_line_dripped_is_cut(loopback: Loopback) -> None:
+def test_chat_line_dripped_is_cut() -> None:
     """A line dribbled out a byte per tick never ends: the chat hangs up on it."""
-    port = await loopback.listen(
-        ConnectionObserver(
-            ChatFactory(joinDelay=0),
-            "tcplab-chat",
-            idleTimeout=60,
-            messageTimeout=MESSAGE_TIMEOUT,
-        )
-    )
-    listener: Collector = await loopback.connect(port)
-    dripper = await dripUntilCut(loopback, port, b"hel", b"l")
-    assert b"message not completed within 0.5 seconds" in bytes(dripper.received)
-    assert b"left #lobby" in await listener.waitForText(b"left #lobby")
+    clock = MemoryReactorClock()
+    observer = observed(ChatFactory(joinDelay=0, reactor=clock), "tcplab-chat", clock)
+    listener = connectInMemory(observer, clock=clock)
+    dripper = connectInMemory(observer, clock=clock)
+    took = dripUntilCut(dripper, b"hel", b"l")
+    assert MESSAGE_TIMEOUT <= took <= LATEST_CUT
+    assert b"message not completed within 30 seconds" in dripper.received()
+    listener.flush()
+    assert b"left #lobby" in listener.received()
+    observer.doStop()

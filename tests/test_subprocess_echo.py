@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support import TWISTD, ServerProcess, recvExactly, runTcplab, tutorialClient
+from tests.support import (
+    TWISTD,
+    OutputLines,
+    ServerProcess,
+    recvExactly,
+    runTcplab,
+    tutorialClient,
+)
 
 pytestmark = pytest.mark.subprocess
 
@@ -202,7 +210,7 @@ def test_sigterm_graceful_shutdown() -> None:
     assert rest == b"server shutting down, bye\r\n"
     assert server.stop() == -signal.SIGTERM
     assert time.monotonic() - started < 10
-    assert "closing 1 connections" in "".join(server.output)
+    assert "closing 1 connection (at most 10s)" in "".join(server.output)
 
 
 def test_metrics_scrape() -> None:
@@ -224,3 +232,55 @@ def test_metrics_scrape() -> None:
             assert metricValue(after, "tcplab_bytes_received_total") == 1003
             assert metricValue(after, "tcplab_bytes_sent_total") == 1003
             assert 'service="tcplab-echo"' in after
+
+
+def freePrivilegedPort() -> int:
+    """A port below 1024 that is free on 127.0.0.1 now, picked at random in 600-999."""
+    import random
+
+    for _ in range(50):
+        candidate = random.randint(600, 999)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    pytest.skip("no free port in 600-999 on 127.0.0.1")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="binding a port below 1024 needs root")
+def test_uid_switch_with_privileged_port() -> None:
+    """
+    twistd --uid nobody --gid nogroup binds a port below 1024 as root (in
+    privilegedStartService), then serves as nobody.
+    """
+    import grp
+    import pwd
+
+    nobody = pwd.getpwnam("nobody").pw_uid
+    nogroup = grp.getgrnam("nogroup").gr_gid
+    number = freePrivilegedPort()
+    command = [TWISTD, "--pidfile=", "-n", "--uid", str(nobody), "--gid", str(nogroup)]
+    process = subprocess.Popen(
+        [*command, "tcplab-echo", "--listen", f"tcp:{number}:interface=127.0.0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd="/tmp",
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        output = OutputLines(process.stdout.fileno())
+        output.waitForLine(re.compile(rf"listening on 127\.0\.0\.1:{number} "))
+        output.waitForLine(re.compile(r"set uid/gid"))
+        assert tutorialClient(number, b"as nobody\n") == b"as nobody\n"
+        with open(f"/proc/{process.pid}/status") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+        assert fields["Uid"].split() == [str(nobody)] * 4
+        assert fields["Gid"].split() == [str(nogroup)] * 4
+    finally:
+        process.terminate()
+        process.wait(15)
+        assert process.stdout is not None
+        process.stdout.close()

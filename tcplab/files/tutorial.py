@@ -53,7 +53,7 @@ from tcplab.files.session import checkPermission
 from tcplab.files.storage import Upload
 from tcplab.files.stream import FrameSender
 from tcplab.files.transfers import cleanUpAfter
-from tcplab.interfaces import IGracefulStop, IMessageProgress
+from tcplab.interfaces import IGracefulStop, IMessageProgress, IRefusalFormat
 
 HEADER_LENGTH = struct.Struct("=i")
 """The uploader's C{struct.pack('i', ...)}: 4 bytes, native byte order."""
@@ -313,6 +313,7 @@ class TutorialProtocol(Protocol):
                 self.recordTransfer(record, upload.received, INTERRUPTED)
 
 
+@implementer(IRefusalFormat)
 class TutorialFactory(Factory):
     """
     Serve the tutorials' downloader and uploader from the same root, with
@@ -320,6 +321,15 @@ class TutorialFactory(Factory):
     """
 
     noisy = False
+
+    @staticmethod
+    def refusal(reason: str) -> bytes:
+        """
+        Nothing: the tutorial protocols have no way to say why, and a refused
+        downloader would save any words as the file's content.  The close
+        alone says it; the reason goes to the server's log.
+        """
+        return b""
 
     def __init__(self, files: FileServerFactory) -> None:
         self.files = files

@@ -21,7 +21,7 @@ from tcplab.chat.hub import (
     DEFAULT_ROOM_EXPIRY,
 )
 from tcplab.chat.protocol import FLOOD_BURST, FLOOD_RATE, MAX_LINE, MAX_PENDING
-from tcplab.tap.common import AuthServiceOptions, makeListeningService, observe
+from tcplab.tap.common import AuthServiceOptions, makeListeningService
 
 SERVICE_NAME = "tcplab-chat"
 DEFAULT_PER_IP = 5
@@ -131,9 +131,8 @@ def makeService(options: Options) -> IService:
         maxPending=options["max-pending"],
         authenticator=options.authenticator(),
     )
-    service = makeListeningService(
-        SERVICE_NAME, options, observe(factory, SERVICE_NAME, options, writeDirectly=True)
-    )
+    settings = options.settings(SERVICE_NAME, writeDirectly=True)
+    service = makeListeningService(settings, factory, metrics=factory.metrics)
     if options["chat-log"]:
         ChatLogService(hub, options["chat-log"], factory.metrics).setServiceParent(service)
     return service

@@ -1,41 +1,36 @@
 """
-What every tcplab twistd plugin shares: listening, tracing and limits.
+What every tcplab twistd plugin shares: its options, and its service tree.
 
 L{ServiceOptions} gives each plugin a repeatable C{--listen ENDPOINT}, the
-wire trace switches and the connection limits.  L{ListeningService} opens
-every listening address when the service starts, logs each one with its real
-port, and turns a busy port or a bad description into one line on stderr and
-exit status L{ExitCode.CANNOT_LISTEN} instead of a traceback.
+wire trace switches, the connection limits and timeouts, C{--metrics} and
+C{--shutdown-timeout}; L{ServiceOptions.settings} turns them into the one
+L{ServiceSettings} the rest of the plumbing reads.  L{makeListeningService}
+builds a plugin's service tree from those settings: a L{PluginService} (a
+L{ListeningService}) with one L{EndpointService} per C{--listen} around a
+L{ConnectionObserver}, and one for the metrics.  This is the only layer that
+ends the process: a busy port or a bad description is one line on stderr and
+exit status L{ExitCode.CANNOT_LISTEN}, never a traceback.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from typing import Any, ClassVar
 
-from twisted.application.service import MultiService
 from twisted.cred import strcred
 from twisted.cred.credentials import IUsernamePassword
-from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import (
-    IListeningPort,
-    IProtocolFactory,
-    IReactorCore,
-    IStreamServerEndpoint,
-)
-from twisted.logger import Logger
+from twisted.internet.interfaces import IProtocolFactory, IReactorCore
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from tcplab.addresses import describeAddress, withBacklog
 from tcplab.auth import Authenticator
 from tcplab.errors import CannotListen
-from tcplab.metrics import metricsSite
+from tcplab.metrics import Metrics
+from tcplab.metricshttp import metricsFactory
 from tcplab.observe import ConnectionObserver
-from tcplab.reactors import defaultReactor
+from tcplab.settings import ServiceSettings
+from tcplab.tap.listening import EndpointService, ListeningService, parseEndpoint
 
 
 def _positiveInt(value: str) -> int:
@@ -69,7 +64,8 @@ class ServiceOptions(usage.Options):
         [
             "hexdump",
             None,
-            "With --trace, also log a hex/ASCII dump of each chunk: payloads, passwords included.",
+            "Also log a hex/ASCII dump of each chunk (implies --trace). Payloads are "
+            "logged as they are, passwords included: for debugging only.",
         ],
     ]
     optParameters = [
@@ -124,11 +120,7 @@ class ServiceOptions(usage.Options):
         self["listen"] = []
 
     def opt_listen(self, description: str) -> None:
-        """
-        Listen on this Twisted server endpoint (repeatable), for example
-        tcp:8007, tcp:8007:interface=127.0.0.1, tcp6:8007, unix:/tmp/s.sock,
-        ssl:8443:privateKey=key.pem:certKey=cert.pem.
-        """
+        """Listen on this server endpoint (repeatable): tcp:8007, tcp6:8007, unix:/tmp/s.sock"""
         self["listen"].append(description)
 
     opt_l = opt_listen
@@ -141,6 +133,15 @@ class ServiceOptions(usage.Options):
             self["idle-timeout"] = self.defaultIdleTimeout
         if self["hexdump"]:
             self["trace"] = True
+
+    def settings(
+        self, serviceName: str, readSize: int | None = None, writeDirectly: bool = False
+    ) -> ServiceSettings:
+        """
+        The service's settings from these options, plus its own I/O tuning
+        (see L{ServiceSettings}).
+        """
+        return ServiceSettings.fromOptions(serviceName, self, readSize, writeDirectly)
 
 
 class AuthServiceOptions(ServiceOptions, strcred.AuthOptionMixin):
@@ -156,147 +157,7 @@ class AuthServiceOptions(ServiceOptions, strcred.AuthOptionMixin):
         return Authenticator(list(self.get("credCheckers", [])))
 
 
-def traceToLog(serviceName: str) -> Callable[[str], None]:
-    """A trace sink that writes trace lines to the twistd log."""
-    log = Logger(namespace=f"tcplab.trace.{serviceName}")
-
-    def emit(line: str) -> None:
-        log.info("{line}", line=line)
-
-    return emit
-
-
-def observe(
-    factory: IProtocolFactory,
-    serviceName: str,
-    options: ServiceOptions,
-    refusal: Callable[[str], bytes] | None = None,
-    readSize: int | None = None,
-    writeDirectly: bool = False,
-) -> ConnectionObserver:
-    """
-    Wrap C{factory} with the logging, trace and limits the options ask
-    for, and the service's own I/O tuning (see L{ConnectionObserver}).
-    """
-    return ConnectionObserver(
-        factory,
-        serviceName,
-        traceSink=traceToLog(serviceName) if options["trace"] else None,
-        hexdump=options["hexdump"],
-        maxConnections=options["max-connections"] or None,
-        maxPerPeer=options["max-per-ip"] or None,
-        refusal=refusal,
-        idleTimeout=options["idle-timeout"],
-        messageTimeout=options["message-timeout"],
-        readSize=readSize,
-        writeDirectly=writeDirectly,
-    )
-
-
-def _exitNow(code: int) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-class ListeningService(MultiService):
-    """
-    Listen on several endpoints with one factory; all of them or none.
-
-    If any address cannot be opened, the ones already open are closed, one
-    line goes to stderr and the process exits with
-    L{ExitCode.CANNOT_LISTEN}: a server is never left running half-up.
-
-    @ivar ports: the listening ports, once started (the real port numbers of
-        C{tcp:0} are in C{port.getHost()}).
-    """
-
-    log = Logger()
-
-    def __init__(
-        self,
-        serviceName: str,
-        descriptions: list[str],
-        factory: IProtocolFactory,
-        reactor: Any = None,
-        exitOnFailure: bool = True,
-        shutdownTimeout: float = 10.0,
-    ) -> None:
-        super().__init__()
-        self.exitOnFailure = exitOnFailure
-        self.shutdownTimeout = shutdownTimeout
-        reactor = defaultReactor(reactor)
-        self.serviceName = serviceName
-        self.factory = factory
-        self.reactor = reactor
-        self.ports: list[IListeningPort] = []
-        self.endpoints: list[tuple[str, IStreamServerEndpoint]] = []
-        for description in descriptions:
-            try:
-                endpoint = serverFromString(reactor, withBacklog(description))
-            except Exception as e:
-                raise CannotListen(f"bad --listen {description!r}: {describeError(e)}") from None
-            self.endpoints.append((description, endpoint))
-        self.listening: defer.Deferred[list[IListeningPort]] = defer.Deferred()
-        """Fires with the ports once all are listening, or fails with L{CannotListen}."""
-
-    def startService(self) -> None:
-        """Open every endpoint; on the first failure, close the rest and exit."""
-        super().startService()
-        results = [
-            endpoint.listen(self.factory).addCallback(self._listening, description)
-            for description, endpoint in self.endpoints
-        ]
-        gathered = defer.gatherResults(results, consumeErrors=True)
-        failures: list[Failure] = []
-        gathered.addCallbacks(self.listening.callback, failures.append)
-        if failures:
-            # TCP, UNIX and SSL endpoints fail synchronously: raise here, where
-            # twistd can still turn SystemExit into an exit status.
-            self._cannotListen(failures[0], synchronous=True)
-        else:
-            gathered.addErrback(self._cannotListen, synchronous=False)
-
-    def _listening(self, port: IListeningPort, description: str) -> IListeningPort:
-        self.ports.append(port)
-        self.log.info(
-            "{service} listening on {address} ({description})",
-            service=self.serviceName,
-            address=describeAddress(port.getHost()),
-            description=description,
-        )
-        return port
-
-    def _cannotListen(self, failure: Failure, synchronous: bool) -> None:
-        error: BaseException = failure.value  # type: ignore[assignment]
-        if isinstance(error, defer.FirstError):
-            error = error.subFailure.value  # type: ignore[assignment]
-        problem = CannotListen(f"{self.serviceName}: cannot listen: {describeError(error)}")
-        for port in self.ports:
-            port.stopListening()
-        self.ports = []
-        if self.exitOnFailure:
-            exitCannotListen(problem, self.reactor, synchronous)
-        else:
-            self.listening.errback(problem)
-
-    def stopService(self) -> defer.Deferred[None]:
-        """
-        Stop accepting, then let open connections wind down (a factory that
-        can L{drain<ConnectionObserver.drain>} is given C{shutdownTimeout}
-        seconds), then stop.
-        """
-        ports, self.ports = self.ports, []
-        stopping = [defer.maybeDeferred(port.stopListening) for port in ports]
-        d = defer.gatherResults(stopping)
-        drain = getattr(self.factory, "drain", None)
-        if drain is not None:
-            d.addCallback(lambda _: drain(self.shutdownTimeout))
-        d.addCallback(lambda _: MultiService.stopService(self))
-        return d  # type: ignore[return-value]
-
-
-def exitCannotListen(problem: CannotListen, reactor: IReactorCore, synchronous: bool) -> None:
+def exitCannotListen(problem: CannotListen, reactor: IReactorCore) -> None:
     """
     Print C{problem} on one line and end the process with its exit status.
 
@@ -307,41 +168,71 @@ def exitCannotListen(problem: CannotListen, reactor: IReactorCore, synchronous: 
     """
     # twist sends sys.stderr to its log; the operator should see this too.
     print(problem.message, file=sys.__stderr__ or sys.stderr)
-    if synchronous and not reactor.running:
+    if not reactor.running:
         raise SystemExit(problem.exitCode)
-    _exitNow(problem.exitCode)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(problem.exitCode)
 
 
-def describeError(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    # CannotListenError reads "Couldn't listen on 127.0.0.1:8007: [Errno 98]
-    # Address already in use."; keep it, but on one line.
-    return " ".join(text.split())
+class PluginService(ListeningService):
+    """
+    The service a tcplab plugin gives twistd: a L{ListeningService} that
+    ends the process with one line and exit status 10 when it cannot listen.
+
+    @ivar metricsEndpoint: the service serving C{--metrics}, if asked for.
+    """
+
+    metricsEndpoint: EndpointService | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.listening.addErrback(self._failedWhileRunning)
+
+    def _failedWhileRunning(self, failure: Failure) -> None:
+        # Before the reactor runs, the failure is also raised by bindAll and
+        # handled below; once it runs, nobody else would hear of it.
+        if self.reactor.running and isinstance(failure.value, CannotListen):
+            exitCannotListen(failure.value, self.reactor)
+
+    def bindAll(self) -> None:
+        """Bind every address, or end the process with one line."""
+        try:
+            super().bindAll()
+        except CannotListen as problem:
+            exitCannotListen(problem, self.reactor)
 
 
 def makeListeningService(
-    serviceName: str, options: ServiceOptions, factory: IProtocolFactory
-) -> ListeningService:
+    settings: ServiceSettings,
+    factory: IProtocolFactory,
+    metrics: Metrics | None = None,
+    reactor: Any = None,
+) -> PluginService:
     """
-    Build the service for a plugin's C{makeService}, reporting a bad
-    C{--listen} on one line with a non-zero exit instead of a traceback.
-
-    With C{--metrics}, the factory's metrics registry (a
-    L{ConnectionObserver} has one) is served there too.
+    Build a plugin's service tree for its C{makeService}: C{factory} wrapped
+    in a L{ConnectionObserver} with C{settings}, listening on every
+    C{--listen}, and with C{--metrics}, the metrics endpoint (serving
+    C{metrics}, the factory's own registry when it has one, with the
+    connection figures added).  A bad description is one line on stderr and
+    exit status 10, not a traceback.
     """
+    observer = ConnectionObserver(factory, settings, reactor=reactor, metrics=metrics)
     try:
-        service = ListeningService(
-            serviceName,
-            options["listen"],
-            factory,
-            shutdownTimeout=options["shutdown-timeout"],
+        service = PluginService(
+            settings.serviceName,
+            settings.listen,
+            observer,
+            reactor=reactor,
+            shutdownTimeout=settings.shutdownTimeout,
         )
-        metrics = getattr(factory, "metrics", None)
-        if options["metrics"] and metrics is not None:
-            ListeningService(
-                f"{serviceName} metrics", [options["metrics"]], metricsSite(metrics)
-            ).setServiceParent(service)
+        if settings.metrics:
+            label = f"{settings.serviceName} metrics"
+            endpoint = parseEndpoint(service.reactor, settings.metrics, "--metrics")
+            web = metricsFactory(observer.metrics, reactor=service.reactor)
+            service.metricsEndpoint = EndpointService(label, settings.metrics, endpoint, web)
+            service.metricsEndpoint.setServiceParent(service)
     except CannotListen as e:
-        print(f"{serviceName}: {e}", file=sys.stderr)
+        print(f"{settings.serviceName}: {e}", file=sys.stderr)
         raise SystemExit(e.exitCode) from None
     return service

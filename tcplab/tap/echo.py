@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import IService, Service
-from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
+from twisted.application.service import IService
 from twisted.python import usage
 
-from tcplab.addresses import describeAddress
 from tcplab.echo import (
     DATAGRAM_RATE,
     DEFAULT_ACK,
@@ -24,16 +21,9 @@ from tcplab.echo import (
     EchoDatagramProtocol,
     EchoFactory,
 )
-from tcplab.errors import CannotListen
-from tcplab.reactors import defaultReactor
 from tcplab.sending import BULK_READ_SIZE
-from tcplab.tap.common import (
-    ServiceOptions,
-    describeError,
-    exitCannotListen,
-    makeListeningService,
-    observe,
-)
+from tcplab.tap.common import ServiceOptions, makeListeningService
+from tcplab.tap.listening import DatagramService
 
 SERVICE_NAME = "tcplab-echo"
 
@@ -105,43 +95,19 @@ class Options(ServiceOptions):
                 raise usage.UsageError(f"--udp {self['udp']!r}: {e}") from None
 
 
-class DatagramEchoService(Service):
-    """Listen for UDP datagrams and echo them; a busy port stops start-up."""
+class DatagramEchoService(DatagramService):
+    """
+    Echo UDP datagrams on one address; binds in C{privilegedStartService}
+    (so a port below 1024 works with C{--uid}), and a busy port stops
+    start-up like a busy TCP port.
+    """
 
-    log = Logger()
-
-    def __init__(self, host: str, port: int, protocol: EchoDatagramProtocol, reactor: Any = None):
-        reactor = defaultReactor(reactor)
-        self.host = host
-        self.port = port
-        self.protocol = protocol
-        self.reactor = reactor
-        self.listeningPort: IListeningPort | None = None
-
-    def startService(self) -> None:
-        """Bind the UDP port."""
-        super().startService()
-        try:
-            self.listeningPort = self.reactor.listenUDP(
-                self.port, self.protocol, interface=self.host
-            )
-        except Exception as e:
-            problem = CannotListen(f"{SERVICE_NAME}: cannot listen on UDP: {describeError(e)}")
-            exitCannotListen(problem, self.reactor, synchronous=True)
-            return
-        self.log.info(
-            "{service} listening on UDP {address}",
-            service=SERVICE_NAME,
-            address=describeAddress(self.listeningPort.getHost()),
+    def __init__(
+        self, host: str, port: int, protocol: EchoDatagramProtocol, reactor: Any = None
+    ) -> None:
+        super().__init__(
+            SERVICE_NAME, host, port, protocol, reactor, maxPacketSize=protocol.maxPacketSize
         )
-
-    def stopService(self) -> Any:
-        """Release the UDP port."""
-        super().stopService()
-        if self.listeningPort is not None:
-            port, self.listeningPort = self.listeningPort, None
-            return port.stopListening()
-        return None
 
 
 def makeService(options: Options) -> IService:
@@ -153,11 +119,8 @@ def makeService(options: Options) -> IService:
         banner=options["banner"].encode(),
         perRead=bool(options["per-read"]),
     )
-    service = makeListeningService(
-        SERVICE_NAME,
-        options,
-        observe(factory, SERVICE_NAME, options, readSize=BULK_READ_SIZE, writeDirectly=True),
-    )
+    settings = options.settings(SERVICE_NAME, readSize=BULK_READ_SIZE, writeDirectly=True)
+    service = makeListeningService(settings, factory)
     if options["udp"] is not None:
         host, port = options["udp"]
         rate = options["udp-rate"]

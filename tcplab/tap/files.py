@@ -5,11 +5,12 @@ docs/protocol.md.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import ClassVar
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.python import usage
 
 from tcplab.errors import CannotListen
@@ -17,13 +18,10 @@ from tcplab.files import FileServerFactory
 from tcplab.files.server import DEFAULT_MAX_UPLOADS, DEFAULT_PARTIAL_EXPIRY
 from tcplab.files.tutorial import TutorialFactory
 from tcplab.metrics import Sample
+from tcplab.observe import ConnectionObserver
 from tcplab.sending import BULK_READ_SIZE
-from tcplab.tap.common import (
-    AuthServiceOptions,
-    ListeningService,
-    makeListeningService,
-    observe,
-)
+from tcplab.tap.common import AuthServiceOptions, makeListeningService
+from tcplab.tap.listening import ListeningService
 
 SERVICE_NAME = "tcplab-files"
 
@@ -118,22 +116,14 @@ def makeFactory(options: Options) -> FileServerFactory:
 def makeService(options: Options) -> IService:
     """The file service for twistd (and its tutorial listener, if asked for)."""
     factory = makeFactory(options)
-    main = makeListeningService(
-        SERVICE_NAME,
-        options,
-        observe(factory, SERVICE_NAME, options, readSize=BULK_READ_SIZE, writeDirectly=True),
-    )
+    settings = options.settings(SERVICE_NAME, readSize=BULK_READ_SIZE, writeDirectly=True)
+    service = makeListeningService(settings, factory, metrics=factory.metrics)
     if not options["tutorial-listen"]:
-        return main
-    # A refused tutorial downloader would save any reason as the file's
-    # content: it gets the close alone.  Its connections are counted apart
-    # (a listener label), its transfers with the service's own.
-    tutorial = observe(
-        TutorialFactory(factory),
-        SERVICE_NAME,
-        options,
-        refusal=lambda reason: b"",
-        readSize=BULK_READ_SIZE,
+        return service
+    # Its connections are counted apart (a listener label), its transfers
+    # with the service's own.
+    tutorial = ConnectionObserver(
+        TutorialFactory(factory), dataclasses.replace(settings, writeDirectly=False)
     )
 
     def tutorialConnections() -> list[Sample]:
@@ -142,16 +132,13 @@ def makeService(options: Options) -> IService:
 
     factory.metrics.addCollector(tutorialConnections)
     try:
-        tutorialService = ListeningService(
+        ListeningService(
             f"{SERVICE_NAME} tutorial",
             options["tutorial-listen"],
             tutorial,
             shutdownTimeout=options["shutdown-timeout"],
-        )
+        ).setServiceParent(service)
     except CannotListen as e:
         print(f"{SERVICE_NAME}: {e}", file=sys.stderr)
         raise SystemExit(e.exitCode) from None
-    both = MultiService()
-    main.setServiceParent(both)
-    tutorialService.setServiceParent(both)
-    return both
+    return service

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from twisted.application.service import MultiService
 from twisted.python import usage
 
 from tcplab.files.errors import Busy
@@ -15,7 +14,7 @@ from tcplab.files.server import DEFAULT_MAX_UPLOADS, DEFAULT_PARTIAL_EXPIRY
 from tcplab.files.tutorial import TutorialFactory
 from tcplab.files.work import ThreadedWork
 from tcplab.tap import files as filesTap
-from tcplab.tap.common import ListeningService
+from tcplab.tap.listening import ListeningService
 from tests.support import reactor
 
 
@@ -56,11 +55,10 @@ def test_tutorial_listen_adds_a_listening_service(tmp_path: Path) -> None:
         "--tutorial-listen",
         "tcp:0:interface=127.0.0.2",
     )
-    service = filesTap.makeService(options)
-    assert isinstance(service, MultiService)
-    main, tutorial = list(service)
-    assert isinstance(main, ListeningService) and isinstance(tutorial, ListeningService)
-    assert [d for d, _ in tutorial.endpoints] == options["tutorial-listen"]
+    main = filesTap.makeService(options)
+    assert isinstance(main, ListeningService)
+    [tutorial] = [c for c in main if isinstance(c, ListeningService)]
+    assert [e.description for e in tutorial.endpoints] == options["tutorial-listen"]
     assert isinstance(tutorial.factory.wrappedFactory, TutorialFactory)  # type: ignore[attr-defined]
     assert tutorial.factory.wrappedFactory.files is main.factory.wrappedFactory  # type: ignore[attr-defined]
 
