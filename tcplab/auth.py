@@ -27,7 +27,11 @@ from collections import OrderedDict
 from typing import Any
 
 from twisted.cred import error as credError
-from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.checkers import (
+    FilePasswordDB,
+    ICredentialsChecker,
+    InMemoryUsernamePasswordDatabaseDontUse,
+)
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet import defer
 from twisted.internet.task import deferLater
@@ -192,33 +196,27 @@ class Authenticator:
         (so that chat can reserve registered nicknames).  Checkers that cannot
         list their users (C{unix}) answer no.
         """
-        for checker in self.checkers:
-            users = getattr(checker, "users", None)
-            if isinstance(users, dict) and username in users:
-                return True
-            loadCredentials = getattr(checker, "_loadCredentials", None)
-            if loadCredentials is not None:
-                try:
-                    if any(name == username.encode() for name, _ in loadCredentials()):
-                        return True
-                except OSError:
-                    continue
-        return False
+        return username in self.accountNames()
 
     def accountNames(self) -> list[str]:
         """
         The accounts of the C{memory:} and C{file:} checkers (chat reserves
         every nickname that is a form of one); C{unix} cannot list its users.
+        An unreadable password file lists none (its logins fail anyway).
         """
         accounts: list[str] = []
         for checker in self.checkers:
-            users = getattr(checker, "users", None)
-            if isinstance(users, dict):
-                accounts += [u.decode() if isinstance(u, bytes) else str(u) for u in users]
-            loadCredentials = getattr(checker, "_loadCredentials", None)
-            if loadCredentials is not None:
+            if isinstance(checker, InMemoryUsernamePasswordDatabaseDontUse):
+                names = list(checker.users)
+            elif isinstance(checker, FilePasswordDB):
                 try:
-                    accounts += [name.decode("utf-8", "replace") for name, _ in loadCredentials()]
+                    # Twisted offers no public way to list a password file.
+                    names = [name for name, _ in checker._loadCredentials()]
                 except OSError:
                     continue
+            else:
+                continue
+            accounts += [
+                n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names
+            ]
         return accounts
