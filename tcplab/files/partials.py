@@ -87,16 +87,41 @@ def removeUnlockedPartial(path: str) -> bool:
         os.close(fd)
 
 
-def removeStalePartials(directory: str, targetName: str, keep: str = "") -> None:
-    """Remove the unlocked partials of exactly C{targetName} in C{directory}, but C{keep}."""
+def partialsOf(directory: str, targetName: str) -> list[str]:
+    """The names of the partials of exactly C{targetName} in C{directory}, any size."""
     key = partialKey(targetName)
     try:
         names = os.listdir(directory)
     except OSError:
-        return
-    for name in names:
-        match = _PARTIAL_PATTERN.match(name)
-        if match and match.group(1) == key and name != keep:
+        return []
+    return [n for n in names if (m := _PARTIAL_PATTERN.match(n)) and m.group(1) == key]
+
+
+def heldByAnother(directory: str, targetName: str, mine: str) -> bool:
+    """
+    Whether an upload of C{targetName} other than ours (whose partial is
+    C{mine}), of any size, holds its partial's lock right now.
+
+    Called with our own lock taken: of two uploads that start together, at
+    least one sees the other, so two uploads of one name never both run.
+    """
+    for name in partialsOf(directory, targetName):
+        if name == mine:
+            continue
+        try:
+            fd = lockPartial(os.path.join(directory, name), create=False)
+        except (OSError, StorageFailure):
+            continue
+        if fd is None:
+            return True
+        os.close(fd)
+    return False
+
+
+def removeStalePartials(directory: str, targetName: str, keep: str = "") -> None:
+    """Remove the unlocked partials of exactly C{targetName} in C{directory}, but C{keep}."""
+    for name in partialsOf(directory, targetName):
+        if name != keep:
             removeUnlockedPartial(os.path.join(directory, name))
 
 

@@ -39,7 +39,13 @@ from tcplab.files.errors import (
     NotAllowed,
     StorageFailure,
 )
-from tcplab.files.partials import lockPartial, partialName, removeStalePartials, sameFile
+from tcplab.files.partials import (
+    heldByAnother,
+    lockPartial,
+    partialName,
+    removeStalePartials,
+    sameFile,
+)
 
 __all__ = [
     "Cancellation",
@@ -189,7 +195,13 @@ class Upload:
         except OSError as e:
             _removeCreated(created)
             raise diskError(e) from None
-        if fd is None:
+        if fd is None or heldByAnother(
+            target.dirname(), target.basename(), self.partial.basename()
+        ):
+            if fd is not None:
+                if os.fstat(fd).st_size == 0:  # made by us just now: leave nothing behind
+                    os.unlink(self.partial.path)
+                os.close(fd)
             raise Busy(f"{target.basename()!r} is being uploaded by someone else; try again later")
         self.file: BinaryIO = os.fdopen(fd, "r+b")
         existing = os.fstat(fd).st_size

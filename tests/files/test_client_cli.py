@@ -585,3 +585,84 @@ async def test_put_file_never_blocks_on_a_fifo(tmp_path: Path) -> None:
         await putFile(Session(reactor(), args), tmp_path / "f", "f")
     assert caught.value.exitCode == ExitCode.LOCAL_FILE
     assert caught.value.message == f"{tmp_path / 'f'} is a FIFO, not a regular file"
+
+
+# The agreed protocol features end to end: the real client against the real server.
+
+
+@pytest_twisted.ensureDeferred
+async def test_ls_of_a_large_directory_reads_every_page(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """tcplab ls of 1,000 entries (several pages from the real server) lists them all."""
+    root = tmp_path / "root"
+    (root / "many").mkdir(parents=True)
+    for number in range(1000):
+        (root / "many" / f"entry-{number:04d}").touch()
+    status, out, err = await tcplab(capsys, "ls", await real(loopback, root), "many")
+    assert status == 0, err
+    assert [line.split()[-1] for line in out.splitlines()] == [
+        f"entry-{number:04d}" for number in range(1000)
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_r_from_a_real_server_skips_its_symlinked_directories(
+    loopback: Loopback, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A shared tree holding 'again -> .' twice downloads once, the links skipped and said."""
+    root = tmp_path / "root"
+    (root / "tree").mkdir(parents=True)
+    (root / "tree" / "file").write_bytes(b"data")
+    (root / "tree" / "again").symlink_to(".")
+    (root / "tree" / "also").symlink_to(".")
+    out = tmp_path / "out"
+    status, _, err = await tcplab(
+        capsys, "get", await real(loopback, root), "tree", "-r", "-o", str(out), "--quiet"
+    )
+    assert status == 0, err
+    assert sorted(p.name for p in (out).rglob("*")) == ["file"]
+    assert "again" in err and "also" in err
+
+
+@pytest_twisted.ensureDeferred
+async def test_put_of_a_name_being_uploaded_is_busy_then_retried(
+    loopback: Loopback,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While a raw client holds an upload of a name, tcplab put of it exits 12; with
+    --retries it waits and lands once the holder goes away."""
+    from tcplab.files import wire
+
+    root = tmp_path / "root"
+    root.mkdir()
+    address = await real(loopback, root, writable=True, reactor=reactor())
+    port = int(address.rsplit(":", 1)[1])
+    local = tmp_path / "report.bin"
+    local.write_bytes(os.urandom(50_000))
+    holder = await loopback.connect(port)
+    request = wire.encode({"op": "put", "path": "report.bin", "size": 10, "overwrite": True})
+    holder.transport.write(len(request).to_bytes(4, "big") + request)
+    await holder.waitForText(b'"offset":0')
+    status, _, err = await tcplab(capsys, "put", address, str(local), "--overwrite")
+    assert status == ExitCode.BUSY, err
+    assert "busy" in err or "being uploaded" in err
+    # Retrying: the holder goes away when the client says it will try again.
+    import tcplab.cli.files_session as files_session
+
+    said = files_session.say
+
+    def sayAndRelease(text: str) -> None:
+        said(text)
+        if "trying again" in text:
+            holder.transport.abortConnection()
+
+    monkeypatch.setattr(files_session, "say", sayAndRelease)
+    status, _, err = await tcplab(
+        capsys, "put", address, str(local), "--overwrite", "--retries", "50"
+    )
+    assert status == 0, err
+    assert "trying again" in err
+    assert (root / "report.bin").read_bytes() == local.read_bytes()

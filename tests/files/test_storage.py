@@ -15,7 +15,12 @@ from twisted.python.filepath import FilePath
 
 from tcplab.files import errors
 from tcplab.files.listing import describe, describeEach, readNames
-from tcplab.files.partials import partialName, removeDirectory, sweepAbandonedPartials
+from tcplab.files.partials import (
+    lockPartial,
+    partialName,
+    removeDirectory,
+    sweepAbandonedPartials,
+)
 from tcplab.files.root import SafeRoot
 from tcplab.files.storage import Cancellation, Cancelled, Upload, hashDescriptorPrefix
 
@@ -176,18 +181,36 @@ def test_stale_cleanup_matches_only_that_name_and_spares_held_partials(tmp_path:
     other = Upload(fp(tmp_path / "report.pdf"), 10, overwrite=False, resume=True)
     other.write(b"half")
     other.abort(keep=True)
-    held = Upload(fp(tmp_path / "report"), 50, overwrite=True, resume=True)
-    held.write(b"still going")
     upload = Upload(fp(tmp_path / "report"), 2, overwrite=False, resume=True)
     upload.write(b"ok")
-    upload.finish(sha(b"ok"))
-    upload.removeStalePartials()
-    assert sorted(os.listdir(tmp_path)) == sorted(
-        ["report", partialName("report.pdf", 10), partialName("report", 50)]
-    )
-    held.write(b"x" * 39)
-    held.finish(sha(b"still going" + b"x" * 39))
+    # Another process starts an upload of the name (another size) meanwhile.
+    heldPath = str(tmp_path / partialName("report", 50))
+    held = lockPartial(heldPath)
+    assert held is not None
+    try:
+        upload.finish(sha(b"ok"))
+        upload.removeStalePartials()
+        assert sorted(os.listdir(tmp_path)) == sorted(
+            ["report", partialName("report.pdf", 10), partialName("report", 50)]
+        )
+    finally:
+        os.close(held)
     assert Upload(fp(tmp_path / "report.pdf"), 10, overwrite=False, resume=True).offset == 4
+
+
+def test_upload_of_a_name_held_at_another_size_is_busy(tmp_path: Path) -> None:
+    """Two uploads of one name never run at once, whatever sizes they announce."""
+    first = Upload(fp(tmp_path / "report"), 50, overwrite=True, resume=True)
+    first.write(b"still going")
+    with pytest.raises(errors.Busy):
+        Upload(fp(tmp_path / "report"), 2, overwrite=True, resume=True)
+    assert sorted(os.listdir(tmp_path)) == [partialName("report", 50)]
+    first.write(b"x" * 39)
+    first.finish(sha(b"still going" + b"x" * 39))
+    second = Upload(fp(tmp_path / "report"), 2, overwrite=True, resume=True)
+    second.write(b"ok")
+    second.finish(sha(b"ok"))
+    assert (tmp_path / "report").read_bytes() == b"ok"
 
 
 def test_vanished_partial_is_an_error(tmp_path: Path) -> None:
