@@ -7,6 +7,15 @@ else the server sends until it closes.  Without messages, stdin (a terminal
 or a pipe, binary-safe) is relayed to the server and replies are printed as
 they arrive, like ``nc``.
 
+Servers from the tutorials rarely end replies with a line end or close when
+asked, so, as with nc and socat: C{-w SECONDS} bounds the wait for each reply
+(a reply that has started arriving counts), C{--raw} sends messages as they
+are and takes whatever one read brings as the reply (the tutorials'
+``recv(1024)``), C{--greeting} reads the server's welcome before sending, and
+after its own EOF the client reads at most what the server still owes plus
+C{--eof-limit} bytes, so a server that answers every ``recv() == b''`` cannot
+flood the terminal.
+
 The lab options show what the wire really does: C{--chunk} splits what is
 sent into small writes, C{--delay} pauses between them, C{--time} prints
 each message's round-trip time, C{--trace}/C{--hexdump} show every chunk.
@@ -18,10 +27,11 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -30,9 +40,28 @@ from tcplab.cli.common import addClientOptions, connect, forProtocol, runCommand
 from tcplab.cli.stdio import PacedWriter, interact, shutdownSending
 from tcplab.errors import ExitCode, ProtocolViolation
 
+DEFAULT_EOF_LIMIT = 4096
+"""Bytes read after our own EOF beyond what the server still owes us."""
+
 
 class ConnectionClosed(Exception):
     """The server closed the connection while we were waiting for a reply."""
+
+
+@dataclass
+class ReplyWait:
+    """
+    One wait for a reply: until C{lines} line ends (or C{chunks} reads) have
+    arrived in all, counting from the start of the connection.
+
+    @ivar chunksAtStart: the reads seen when the wait began; any read after
+        it is the start of a reply.
+    """
+
+    lines: int | None
+    chunks: int | None
+    chunksAtStart: int
+    deferred: defer.Deferred[None] = field(init=False)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -40,41 +69,119 @@ class EchoClientProtocol(Protocol):
     """
     Show everything the server sends and let the command wait for replies.
 
-    A reply is counted at each line end received; L{waitForLines} fires when
-    enough have arrived.  L{closed} fires when the connection is gone.
+    Replies are counted by line ends (or by reads, for raw servers);
+    L{waitForReply} fires when one has arrived, L{replyStarted} tells
+    whether anything arrived since a wait began, and L{closed} fires when
+    the connection is gone.  After L{finishSending}, at most a bounded
+    number of bytes more is read (see L{drainBudget}).
+
+    @ivar drainBudget: bytes still allowed after our EOF (L{None}: before it).
+    @ivar cutOff: the server went past the budget and was hung up on.
     """
 
-    def __init__(self, output: Callable[[bytes], None]) -> None:
+    transport: Any
+
+    def __init__(self, output: Callable[[bytes], None], clock: Any) -> None:
         self.output = output
+        self.clock = clock
         self.linesSeen = 0
+        self.chunksSeen = 0
+        self.bytesReceived = 0
+        self.drainBudget: int | None = None
+        self.cutOff = False
+        self.idleTimeout: float | None = None
+        self._idleCall: IDelayedCall | None = None
         self.closed: defer.Deferred[None] = defer.Deferred()
-        self._waiters: list[tuple[int, defer.Deferred[None]]] = []
+        self._waits: list[ReplyWait] = []
 
     def dataReceived(self, data: bytes) -> None:
-        """Print the chunk; count its line ends."""
-        self.output(data)
-        ends = data.count(b"\n")
-        if ends:
-            self.linesSeen += ends
-            due = [w for w in self._waiters if w[0] <= self.linesSeen]
-            self._waiters = [w for w in self._waiters if w[0] > self.linesSeen]
-            for _, waiter in due:
-                waiter.callback(None)
+        """Print the chunk (within the budget after our EOF); count it."""
+        if self.cutOff:
+            return
+        if self.drainBudget is not None:
+            if len(data) > self.drainBudget:
+                data = data[: self.drainBudget]
+                self.cutOff = True
+            self.drainBudget -= len(data)
+        if data:
+            self.output(data)
+        self.chunksSeen += 1
+        self.linesSeen += data.count(b"\n")
+        self.bytesReceived += len(data)
+        self._wake()
+        if self.cutOff:
+            self.transport.loseConnection()
+        elif self._idleCall is not None and self._idleCall.active() and self.idleTimeout:
+            self._idleCall.reset(self.idleTimeout)
 
-    def waitForLines(self, count: int) -> defer.Deferred[None]:
-        """Fire once C{count} line ends have been received in all."""
-        waiter: defer.Deferred[None] = defer.Deferred()
-        if self.linesSeen >= count:
-            waiter.callback(None)
+    def _wake(self) -> None:
+        """Fire every wait whose reply is complete."""
+        due = [w for w in self._waits if self._complete(w)]
+        self._waits = [w for w in self._waits if not self._complete(w)]
+        for wait in due:
+            wait.deferred.callback(None)
+
+    def _complete(self, wait: ReplyWait) -> bool:
+        if wait.lines is not None:
+            return self.linesSeen >= wait.lines
+        return wait.chunks is not None and self.chunksSeen >= wait.chunks
+
+    def waitForReply(self, raw: bool, first: bool = False) -> defer.Deferred[None]:
+        """
+        Fire when the next reply has arrived: one more line end, or with
+        C{raw} one more read.  With C{first}, the first one of the
+        connection (a greeting may already be here).
+
+        If the connection closes first, the wait still succeeds when part
+        of a reply had arrived; otherwise it fails with L{ConnectionClosed}.
+        """
+        start = 0 if first else (self.chunksSeen if raw else self.linesSeen)
+        wait = ReplyWait(
+            lines=None if raw else start + 1,
+            chunks=start + 1 if raw else None,
+            chunksAtStart=0 if first else self.chunksSeen,
+        )
+
+        def cancel(d: defer.Deferred[None]) -> None:
+            if wait in self._waits:
+                self._waits.remove(wait)
+
+        wait.deferred = defer.Deferred(cancel)
+        if self._complete(wait):
+            wait.deferred.callback(None)
         elif self.closed.called:
-            waiter.errback(ConnectionClosed())
+            self._endWait(wait)
         else:
-            self._waiters.append((count, waiter))
-        return waiter
+            self._waits.append(wait)
+        return wait.deferred
+
+    def replyStarted(self, since: int) -> bool:
+        """Whether anything arrived after C{since} reads."""
+        return self.chunksSeen > since
+
+    def _endWait(self, wait: ReplyWait) -> None:
+        """The connection is gone: a reply that had started counts."""
+        if self.replyStarted(wait.chunksAtStart):
+            wait.deferred.callback(None)
+        else:
+            wait.deferred.errback(ConnectionClosed())
+
+    def finishSending(self, sent: int, limit: int, idleTimeout: float | None) -> None:
+        """
+        Our input is over: half-close, then read at most what the server
+        still owes (C{sent} minus what came back) plus C{limit} bytes; with
+        C{idleTimeout}, hang up once the server is quiet that long.
+        """
+        self.drainBudget = max(0, sent - self.bytesReceived) + limit
+        if self.closed.called:
+            return
+        shutdownSending(self.transport)
+        if idleTimeout is not None:
+            self.idleTimeout = idleTimeout
+            self._idleCall = self.clock.callLater(idleTimeout, self.transport.loseConnection)
 
     def readConnectionLost(self) -> None:
         """The server sent EOF: nothing more will come, so close."""
-        assert self.transport is not None
         self.transport.loseConnection()
 
     def writeConnectionLost(self) -> None:
@@ -82,10 +189,46 @@ class EchoClientProtocol(Protocol):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """Wake everything that waits."""
-        waiters, self._waiters = self._waiters, []
-        for _, waiter in waiters:
-            waiter.errback(ConnectionClosed())
+        if self._idleCall is not None and self._idleCall.active():
+            self._idleCall.cancel()
+        waits, self._waits = self._waits, []
+        for wait in waits:
+            self._endWait(wait)
         self.closed.callback(None)
+
+
+def note(text: str) -> None:
+    """A remark on stderr."""
+    print(f"tcplab: {text}", file=sys.stderr)
+
+
+def reportCutOff(client: EchoClientProtocol, limit: int) -> None:
+    """Say that the server was hung up on for sending on after our EOF."""
+    if client.cutOff:
+        note(
+            "the server kept sending after the end of input; stopped reading "
+            f"{limit} bytes past what it owed (--eof-limit)"
+        )
+
+
+async def awaitReply(
+    reactor: Any, client: EchoClientProtocol, args: argparse.Namespace, first: bool = False
+) -> bool:
+    """
+    Wait for the next reply, at most C{-w} seconds; return whether one came
+    (a reply that started arriving in time counts).
+
+    @raise ConnectionClosed: the server closed without a reply.
+    """
+    since = 0 if first else client.chunksSeen
+    waiting = client.waitForReply(args.raw, first=first)
+    if args.wait is not None:
+        waiting.addTimeout(args.wait, reactor)
+    try:
+        await waiting
+    except defer.TimeoutError:
+        return client.replyStarted(since)
+    return True
 
 
 async def sendMessages(reactor: Any, args: argparse.Namespace) -> int:
@@ -96,37 +239,90 @@ async def sendMessages(reactor: Any, args: argparse.Namespace) -> int:
         out.write(data)
         out.flush()
 
-    client = EchoClientProtocol(output)
+    client = EchoClientProtocol(output, reactor)
     await connect(reactor, args, forProtocol(lambda: client))
     writer = PacedWriter(reactor, client.transport, args.chunk, args.delay)
-    messages = [m.encode("utf-8", "surrogateescape") + b"\n" for m in args.messages]
+    end = b"" if args.raw else b"\n"
+    messages = [m.encode("utf-8", "surrogateescape") + end for m in args.messages]
+    if args.greeting:
+        try:
+            await awaitReply(reactor, client, args, first=True)
+        except ConnectionClosed:
+            raise ProtocolViolation(
+                "the server closed the connection before its greeting"
+            ) from None
     if args.no_wait:
         await writer.write(b"".join(messages))
     else:
         for number, message in enumerate(messages, 1):
-            expected = client.linesSeen + 1
-            started = time.perf_counter()
-            await writer.write(message)
-            try:
-                await client.waitForLines(expected)
-            except ConnectionClosed:
-                raise ProtocolViolation(
-                    f"the server closed the connection after {number - 1} of "
-                    f"{len(messages)} messages were answered"
-                ) from None
-            if args.time:
-                elapsed = (time.perf_counter() - started) * 1000
-                print(f"[message {number}: round trip {elapsed:.3f} ms]", file=sys.stderr)
-    if not client.closed.called:
-        shutdownSending(client.transport)
+            await sendOne(reactor, client, writer, args, number, message, len(messages))
+    client.finishSending(writer.sent, args.eof_limit, args.wait)
     await client.closed
+    reportCutOff(client, args.eof_limit)
     return ExitCode.OK
+
+
+async def sendOne(
+    reactor: Any,
+    client: EchoClientProtocol,
+    writer: PacedWriter,
+    args: argparse.Namespace,
+    number: int,
+    message: bytes,
+    total: int,
+) -> None:
+    """Send message C{number} of C{total} and wait for its reply."""
+    started = time.perf_counter()
+    waiting = awaitReply(reactor, client, args)
+    # The wait is registered before the write, so a reply cannot slip past it.
+    reply = defer.ensureDeferred(waiting)
+    await writer.write(message)
+    try:
+        answered = await reply
+    except ConnectionClosed:
+        if args.raw and number == total:
+            return  # a raw server's answer to a last message such as "exit" is to close
+        raise ProtocolViolation(
+            f"the server closed the connection after {number - 1} of "
+            f"{total} messages were answered"
+        ) from None
+    if not answered:
+        raise ProtocolViolation(f"no reply to message {number} of {total} within {args.wait:g}s")
+    if args.time:
+        elapsed = (time.perf_counter() - started) * 1000
+        print(f"[message {number}: round trip {elapsed:.3f} ms]", file=sys.stderr)
 
 
 async def relayStdin(reactor: Any, args: argparse.Namespace) -> int:
     """Interactive session: stdin to the server, the server to stdout."""
-    await interact(reactor, args, EchoClientProtocol, chunk=args.chunk, delay=args.delay)
+
+    def makeClient(output: Callable[[bytes], None]) -> EchoClientProtocol:
+        return EchoClientProtocol(output, reactor)
+
+    def atEOF(client: EchoClientProtocol, writer: PacedWriter) -> None:
+        client.finishSending(writer.sent, args.eof_limit, args.wait)
+
+    client = await interact(
+        reactor, args, makeClient, atEOF=atEOF, chunk=args.chunk, delay=args.delay
+    )
+    reportCutOff(client, args.eof_limit)
     return ExitCode.OK
+
+
+def nonNegativeSeconds(value: str) -> float:
+    """An argparse type: seconds, at least 0."""
+    seconds = float(value)
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return seconds
+
+
+def byteCount(value: str) -> int:
+    """An argparse type: a number of bytes, at least 0."""
+    count = int(value)
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return count
 
 
 def register(subparsers: Any) -> None:
@@ -156,6 +352,34 @@ def register(subparsers: Any) -> None:
         "--no-wait",
         action="store_true",
         help="send all messages at once instead of waiting for each reply",
+    )
+    parser.add_argument(
+        "-w",
+        "--wait",
+        type=nonNegativeSeconds,
+        metavar="SECONDS",
+        help="wait at most this long for each reply (one that has started arriving "
+        "counts) and, after the end of input, for the server to close (default: no limit)",
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="for servers without line ends (the tutorials'): send each MESSAGE as it "
+        "is, take whatever one read brings as its reply; a close after the last "
+        "MESSAGE answers it",
+    )
+    parser.add_argument(
+        "--greeting",
+        action="store_true",
+        help="the server speaks first: wait for its welcome before sending",
+    )
+    parser.add_argument(
+        "--eof-limit",
+        type=byteCount,
+        default=DEFAULT_EOF_LIMIT,
+        metavar="BYTES",
+        help="after the end of input, read what the server still owes plus at most "
+        f"BYTES more, then hang up (default {DEFAULT_EOF_LIMIT})",
     )
     parser.set_defaults(run=run)
 
