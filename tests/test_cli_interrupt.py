@@ -9,6 +9,7 @@ transfer -- never after a sleep.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -117,16 +118,12 @@ class Relay:
     def close(self) -> None:
         """Drop every connection and stop."""
         self.stopping.set()
-        try:
+        with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
-        except OSError:
-            pass
         self.listener.close()
         for sock in self.sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
         for thread in self.threads:
             thread.join(EVENT_TIMEOUT)
@@ -222,7 +219,7 @@ def test_get_interrupted_keeps_partial_for_resume(tmp_path: Path) -> None:
             )
             assert relay.limitReached.wait(EVENT_TIMEOUT)
             partial = waitForFileWithData(downloads, "big.bin")
-            status, out, err = interrupt(process)
+            status, _out, err = interrupt(process)
         finally:
             relay.close()
         assert (status, err) == (130, INTERRUPTED)
@@ -256,7 +253,7 @@ def test_put_interrupted_resumes(tmp_path: Path) -> None:
         try:
             process = startTcplab("put", f"127.0.0.1:{relay.port}", str(source))
             assert relay.limitReached.wait(EVENT_TIMEOUT)
-            status, out, err = interrupt(process)
+            status, _out, err = interrupt(process)
         finally:
             relay.close()
         assert (status, err) == (130, INTERRUPTED)

@@ -11,6 +11,7 @@ blocking clients as functions.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -90,16 +91,12 @@ class TutorialServer:
     def close(self) -> None:
         """Stop accepting and drop every client."""
         self.stopped = True
-        try:
+        with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.listener.close()
         for conn in self.connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.thread.join(EVENT_TIMEOUT)
 
     def __enter__(self) -> TutorialServer:

@@ -167,7 +167,7 @@ def quitAtEOF(reactor: Any, wait: float) -> Callable[[Any, PacedWriter], None]:
 
     def leave(client: Any, writer: PacedWriter) -> None:
         transport = writer.transport
-        if not transport.connected:
+        if client.closed.called:
             return
         transport.write(b"/quit\r\n")
         timer = reactor.callLater(wait, transport.loseConnection)

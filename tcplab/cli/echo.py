@@ -9,12 +9,13 @@ they arrive, like ``nc``.
 
 Servers from the tutorials rarely end replies with a line end or close when
 asked, so, as with nc and socat: C{-w SECONDS} bounds the wait for each reply
-(a reply that has started arriving counts), C{--raw} sends messages as they
-are and takes whatever one read brings as the reply (the tutorials'
-``recv(1024)``), C{--greeting} reads the server's welcome before sending, and
-after its own EOF the client reads at most what the server still owes plus
-C{--eof-limit} bytes, so a server that answers every ``recv() == b''`` cannot
-flood the terminal.
+(a reply that has started arriving counts); C{--raw} sends messages as they
+are, takes whatever one read brings as the reply (the tutorials'
+``recv(1024)``) and ends with a close instead of a half-close, which those
+servers answer with endless replies to ``recv() == b''``; C{--greeting} reads
+the server's welcome before sending.  Whatever the mode, after its input
+ends the client reads at most what the server still owes plus
+C{--eof-limit} bytes, so no server can flood the terminal.
 
 The lab options show what the wire really does: C{--chunk} splits what is
 sent into small writes, C{--delay} pauses between them, C{--time} prints
@@ -42,6 +43,9 @@ from tcplab.errors import ExitCode, ProtocolViolation
 
 DEFAULT_EOF_LIMIT = 4096
 """Bytes read after our own EOF beyond what the server still owes us."""
+
+RAW_QUIET = 1.0
+"""With --raw, seconds of silence after the last reply before we close."""
 
 
 class ConnectionClosed(Exception):
@@ -91,6 +95,8 @@ class EchoClientProtocol(Protocol):
         self.cutOff = False
         self.idleTimeout: float | None = None
         self._idleCall: IDelayedCall | None = None
+        self.lost = False
+        """The connection is gone (set first thing in L{connectionLost})."""
         self.closed: defer.Deferred[None] = defer.Deferred()
         self._waits: list[ReplyWait] = []
 
@@ -149,7 +155,7 @@ class EchoClientProtocol(Protocol):
         wait.deferred = defer.Deferred(cancel)
         if self._complete(wait):
             wait.deferred.callback(None)
-        elif self.closed.called:
+        elif self.lost:
             self._endWait(wait)
         else:
             self._waits.append(wait)
@@ -166,16 +172,21 @@ class EchoClientProtocol(Protocol):
         else:
             wait.deferred.errback(ConnectionClosed())
 
-    def finishSending(self, sent: int, limit: int, idleTimeout: float | None) -> None:
+    def finishSending(
+        self, sent: int, limit: int, idleTimeout: float | None, halfClose: bool = True
+    ) -> None:
         """
-        Our input is over: half-close, then read at most what the server
-        still owes (C{sent} minus what came back) plus C{limit} bytes; with
-        C{idleTimeout}, hang up once the server is quiet that long.
+        Our input is over: read at most what the server still owes (C{sent}
+        minus what came back) plus C{limit} bytes; with C{idleTimeout}, hang
+        up once the server is quiet that long.  With C{halfClose}, shut down
+        our sending side first (the server sees EOF); without, the server
+        sees nothing until we close, as with the tutorials' clients.
         """
         self.drainBudget = max(0, sent - self.bytesReceived) + limit
-        if self.closed.called:
+        if self.lost:
             return
-        shutdownSending(self.transport)
+        if halfClose:
+            shutdownSending(self.transport)
         if idleTimeout is not None:
             self.idleTimeout = idleTimeout
             self._idleCall = self.clock.callLater(idleTimeout, self.transport.loseConnection)
@@ -189,6 +200,7 @@ class EchoClientProtocol(Protocol):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """Wake everything that waits."""
+        self.lost = True
         if self._idleCall is not None and self._idleCall.active():
             self._idleCall.cancel()
         waits, self._waits = self._waits, []
@@ -203,7 +215,7 @@ def note(text: str) -> None:
 
 
 def reportCutOff(client: EchoClientProtocol, limit: int) -> None:
-    """Say that the server was hung up on for sending on after our EOF."""
+    """Say that the server was hung up on for sending on after our input ended."""
     if client.cutOff:
         note(
             "the server kept sending after the end of input; stopped reading "
@@ -256,7 +268,11 @@ async def sendMessages(reactor: Any, args: argparse.Namespace) -> int:
     else:
         for number, message in enumerate(messages, 1):
             await sendOne(reactor, client, writer, args, number, message, len(messages))
-    client.finishSending(writer.sent, args.eof_limit, args.wait)
+    if args.raw:
+        quiet = RAW_QUIET if args.wait is None else args.wait
+        client.finishSending(writer.sent, args.eof_limit, quiet, halfClose=False)
+    else:
+        client.finishSending(writer.sent, args.eof_limit, args.wait)
     await client.closed
     reportCutOff(client, args.eof_limit)
     return ExitCode.OK
@@ -364,9 +380,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--raw",
         action="store_true",
-        help="for servers without line ends (the tutorials'): send each MESSAGE as it "
-        "is, take whatever one read brings as its reply; a close after the last "
-        "MESSAGE answers it",
+        help="for servers without line ends (the tutorials'): send each MESSAGE as it is, "
+        "take whatever one read brings as its reply (a close after the last MESSAGE "
+        "answers it), then read on until the server closes or is quiet for -w seconds "
+        f"(default {RAW_QUIET:g}) and close, as the tutorials' clients do, without "
+        "half-closing first",
     )
     parser.add_argument(
         "--greeting",

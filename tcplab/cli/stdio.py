@@ -55,8 +55,9 @@ def shutdownSending(transport: Any) -> None:
 
 
 def halfClose(client: Any, writer: PacedWriter) -> None:
-    """The default end of stdin: shut down our sending side."""
-    shutdownSending(writer.transport)
+    """The default end of stdin: shut down our sending side, if still connected."""
+    if not getattr(client, "lost", False):
+        shutdownSending(writer.transport)
 
 
 EndOfInput = Callable[[Any, PacedWriter], None]
