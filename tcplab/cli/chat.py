@@ -101,6 +101,19 @@ def showLine(kept: bytes, dropped: int) -> str:
     return text
 
 
+_RENAMED = re.compile(r"\*\*\* (?:you are|\S+ is) now known as (\S+)")
+
+
+def renamedTo(text: str, nick: str) -> bool:
+    """
+    Whether C{text} is the server's notice that we are now C{nick}: ``***
+    you are now known as NICK``, or the room's ``*** OLD is now known as
+    NICK`` (nicknames are unique, so that can only be us while we wait).
+    """
+    match = _RENAMED.fullmatch(text)
+    return match is not None and match.group(1).casefold() == nick.casefold()
+
+
 class LoginRefused(TcplabError):
     """The server refused C{--user}'s login."""
 
@@ -140,7 +153,7 @@ class ChatClientProtocol(Protocol):
         self.output(text.encode("utf-8") + b"\n")
         if self.loginResult is None or self.loginResult.called or self.loginAs is None:
             return
-        if text.casefold() == f"{NOTICE}you are now known as {self.loginAs}".casefold():
+        if renamedTo(text, self.loginAs):
             self.loginResult.callback(None)
         elif text.startswith(ERROR_NOTICE):
             self.loginResult.errback(

@@ -147,5 +147,6 @@ async def interact(
         if client.transport is not None and client.transport.connected:
             client.transport.loseConnection()
         stdio.loseConnection()
-    await relay.done
+        # Whatever ended the session, what the server said reaches stdout.
+        await relay.done
     return client
