@@ -47,10 +47,23 @@ def test_one_shot_reply_without_newline_is_an_answer() -> None:
 
 
 def test_hello_baby_server_whole_stream_shown() -> None:
-    """003's server (31 x 'hello baby~', no line end, then close) counts as the answer: exit 0."""
+    """003's server (31 x 'hello baby~', no line end, never reads, then close) is shown whole
+    with empty stdin (sending it anything would make its close a reset)."""
     with serve(helloBaby) as server:
-        result = runTcplab("echo", f"127.0.0.1:{server.port}", "hi")
+        result = runTcplab("echo", f"127.0.0.1:{server.port}", input=b"")
     assert (result.returncode, result.stdout, result.stderr) == (0, b"hello baby~" * 31, b"")
+
+
+def test_partial_reply_then_close_answers_last_message() -> None:
+    """A reply without a line end followed by a clean close answers the message: exit 0."""
+
+    def replyThenClose(conn: object, server: TutorialServer) -> None:
+        server.recv(conn)  # type: ignore[arg-type]
+        conn.sendall(b"no line end")  # type: ignore[attr-defined]
+
+    with serve(replyThenClose) as server:
+        result = runTcplab("echo", f"127.0.0.1:{server.port}", "hi")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"no line end", b"")
 
 
 def test_raw_mode_with_looping_server() -> None:
