@@ -46,7 +46,7 @@ class PacedWriter:
 
 def shutdownSending(transport: Any) -> None:
     """Half-close when the transport can, otherwise close after flushing."""
-    if not transport.connected:
+    if not getattr(transport, "connected", True):
         return
     try:
         transport.loseWriteConnection()
