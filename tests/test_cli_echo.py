@@ -7,9 +7,12 @@ without line ends, servers that never close, servers that answer every
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from tests.support import runTcplab
+from tests.support import ServerProcess, makeCertificates, runTcplab, tlsListen
 from tests.tutorial_programs import (
     LAUGH,
     PROCESSING,
@@ -163,3 +166,20 @@ def test_wait_bounds_a_server_that_never_closes() -> None:
     with serve(looping) as server:
         result = runTcplab("echo", f"127.0.0.1:{server.port}", "--raw", "-w", "0.2", "one")
         assert (result.returncode, result.stdout) == (0, LAUGH)
+
+
+def test_piped_stdin_over_tls_comes_back_whole(tmp_path: Path) -> None:
+    """
+    TLS has no half-close: at the end of piped stdin the client waits for
+    what the echo owes before closing, so nothing is cut off (several runs:
+    the old TCP FIN under TLS lost the tail about half the time).
+    """
+    paths = makeCertificates(tmp_path)
+    with ServerProcess("tcplab-echo", ["--listen", tlsListen(paths)]) as server:
+        for _ in range(4):
+            payload = os.urandom(512 * 1024)
+            result = runTcplab(
+                "echo", "--cafile", str(paths["ca"]), f"localhost:{server.port}", input=payload
+            )
+            assert (result.returncode, result.stderr) == (0, b"")
+            assert result.stdout == payload

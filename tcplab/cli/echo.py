@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -46,6 +46,9 @@ DEFAULT_EOF_LIMIT = 4096
 
 RAW_QUIET = 1.0
 """With --raw, seconds of silence after the last reply before we close."""
+
+TLS_QUIET = 1.0
+"""Over TLS (no half-close), seconds of silence after our input ended before we close."""
 
 
 class ConnectionClosed(Exception):
@@ -97,6 +100,8 @@ class EchoClientProtocol(Protocol):
         self._idleCall: IDelayedCall | None = None
         self.lost = False
         """The connection is gone (set first thing in L{connectionLost})."""
+        self.closeOnceReceived: int | None = None
+        """Over TLS, after our input ended: close once this many bytes came back."""
         self.closed: defer.Deferred[None] = defer.Deferred()
         self._waits: list[ReplyWait] = []
 
@@ -115,8 +120,11 @@ class EchoClientProtocol(Protocol):
         self.linesSeen += data.count(b"\n")
         self.bytesReceived += len(data)
         self._wake()
-        if self.cutOff:
-            self.transport.loseConnection()
+        answered = self.closeOnceReceived is not None and (
+            self.bytesReceived >= self.closeOnceReceived
+        )
+        if answered or self.cutOff:
+            self.hangUp()
         elif self._idleCall is not None and self._idleCall.active() and self.idleTimeout:
             self._idleCall.reset(self.idleTimeout)
 
@@ -181,15 +189,35 @@ class EchoClientProtocol(Protocol):
         up once the server is quiet that long.  With C{halfClose}, shut down
         our sending side first (the server sees EOF); without, the server
         sees nothing until we close, as with the tutorials' clients.
+
+        TLS has no half-close (a TCP FIN under it ends the whole session,
+        dropping what the server had still to send), so over TLS the client
+        closes once the server has sent back as much as it was sent, or has
+        been quiet for C{idleTimeout} (default L{TLS_QUIET}) seconds.
         """
         self.drainBudget = max(0, sent - self.bytesReceived) + limit
         if self.lost:
             return
-        if halfClose:
+        if halfClose and ISSLTransport.providedBy(self.transport):
+            self.closeOnceReceived = sent
+            if idleTimeout is None:
+                idleTimeout = TLS_QUIET
+            if self.bytesReceived >= sent:
+                self.hangUp()
+        elif halfClose:
             shutdownSending(self.transport)
         if idleTimeout is not None:
             self.idleTimeout = idleTimeout
-            self._idleCall = self.clock.callLater(idleTimeout, self.transport.loseConnection)
+            self._idleCall = self.clock.callLater(idleTimeout, self.hangUp)
+
+    def hangUp(self) -> None:
+        """
+        Close the connection.  Stdin stops being its producer first: over
+        TLS, Twisted holds the close (close_notify) back while one is
+        registered.
+        """
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     def readConnectionLost(self) -> None:
         """The server sent EOF: nothing more will come, so close."""
