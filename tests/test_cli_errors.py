@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tcplab.cli.common import looksLikeTLSFromServer
+from tcplab.cli.tls import looksLikeTLSFromServer
 from tcplab.errors import ExitCode
 from tests.support import ServerProcess, makeCertificates, runTcplab
 from tests.tutorial_programs import TutorialServer

@@ -12,7 +12,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from tcplab.cli.chat import ChatClientProtocol, LoginRefused
-from tcplab.cli.echo import ConnectionClosed, EchoClientProtocol
+from tcplab.cli.echoclient import ConnectionClosed, EchoClientProtocol
 from tcplab.echo import EchoProtocol
 from tests.memory import MemoryConnection, connectInMemory
 
