@@ -153,11 +153,26 @@ def test_every_tutorial_program_has_a_block() -> None:
     assert all(readmeBlocks().values())
 
 
-def test_client_against_echo() -> None:
-    """000's and 004's client (one message without a line end) gets it back from the echo."""
+def test_client_against_echo(tmp_path: Path) -> None:
+    """000's and 004's client (one message without a line end) gets it back from the echo,
+    and so does tcplab echo, which replaces it."""
     message = "你好服务端,我是客户端小明!".encode()
     with startServer("client") as server:
         assert oneMessageClient(server.port, message, len(message)) == message
+        result = runClient("client", server.port, tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"hello\n", b"")
+
+
+def test_table_commands_are_the_tested_ones() -> None:
+    """Every complete echo command in the section's table is one a tutorial block runs."""
+    section = README.read_text(encoding="utf-8").split("## Coming from the tutorials")[1]
+    table = "\n".join(line for line in section.split("\n## ")[0].splitlines() if line[:1] == "|")
+    tested = {shlex.join(argv) for commands in readmeBlocks().values() for argv in commands}
+    shown = re.findall(r"`((?:tcplab echo|twistd -n tcplab-echo)[^`]*)`", table)
+    complete = [c for c in shown if not re.search(r"\b(TEXT|NAME|DIR|FILE)\b", c)]
+    assert len(complete) >= 10
+    for text in complete:
+        assert shlex.join(shlex.split(text)) in tested, text
 
 
 def test_one_shot_server(tutorial: list[TutorialServer], tmp_path: Path) -> None:
