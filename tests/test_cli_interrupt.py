@@ -267,3 +267,47 @@ def test_put_interrupted_resumes(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert (share / "big.bin").read_bytes() == payload
         assert counting.passed["up"] < len(payload) - 512 * 1024
+
+
+def reap(pid: int) -> int:
+    """Wait for child C{pid} to exit, killing it if it has not within the event timeout."""
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
+
+
+@pytest.mark.parametrize("command", ["chat", "ls"])
+def test_interrupted_at_password_prompt(command: str) -> None:
+    """Ctrl-C at the terminal's password prompt (--user) exits 130 with one line."""
+    import pty
+
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: tcplab on a terminal, no password in the environment
+        env = {k: v for k, v in os.environ.items() if k != "TCPLAB_PASSWORD"}
+        os.execve(TCPLAB, [TCPLAB, command, "127.0.0.1:9", "--user", "alice"], env)
+    try:
+        shown = b""
+        while b"password for alice: " not in shown:
+            ready, _, _ = select.select([terminal], [], [], EVENT_TIMEOUT)
+            assert ready, f"no prompt; got {shown!r}"
+            shown += os.read(terminal, 1024)
+        os.kill(pid, signal.SIGINT)
+        rest = b""
+        while select.select([terminal], [], [], EVENT_TIMEOUT)[0]:
+            try:
+                chunk = os.read(terminal, 1024)
+            except OSError:  # the child is gone and the terminal closed
+                break
+            if not chunk:
+                break
+            rest += chunk
+    finally:
+        status = reap(pid)
+        os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 130
+    assert rest == b"tcplab: interrupted\r\n"
