@@ -95,6 +95,7 @@ def test_show_line_escapes_and_marks() -> None:
 
 @pytest.fixture(scope="module")
 def authChat() -> Any:
+    """The real chat server with one account, alice:s3cret."""
     server = ServerProcess("tcplab-chat", ["--auth", "memory:alice:s3cret"])
     yield server
     server.stop()

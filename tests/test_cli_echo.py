@@ -8,6 +8,7 @@ without line ends, servers that never close, servers that answer every
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -60,9 +61,9 @@ def test_hello_baby_server_whole_stream_shown() -> None:
 def test_partial_reply_then_close_answers_last_message() -> None:
     """A reply without a line end followed by a clean close answers the message: exit 0."""
 
-    def replyThenClose(conn: object, server: TutorialServer) -> None:
-        server.recv(conn)  # type: ignore[arg-type]
-        conn.sendall(b"no line end")  # type: ignore[attr-defined]
+    def replyThenClose(conn: socket.socket, server: TutorialServer) -> None:
+        server.recv(conn)
+        conn.sendall(b"no line end")
 
     with serve(replyThenClose) as server:
         result = runTcplab("echo", f"127.0.0.1:{server.port}", "hi")
@@ -88,8 +89,8 @@ def test_reply_timeout_with_looping_server() -> None:
 def test_reply_timeout_without_reply() -> None:
     """-w with no reply at all is exit 8 with one line saying which message."""
 
-    def silent(conn: object, server: TutorialServer) -> None:
-        while server.recv(conn):  # type: ignore[arg-type]
+    def silent(conn: socket.socket, server: TutorialServer) -> None:
+        while server.recv(conn):
             pass
 
     with serve(silent) as server:

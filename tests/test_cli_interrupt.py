@@ -52,6 +52,7 @@ def silent(conn: socket.socket, server: TutorialServer) -> None:
 
 @pytest.fixture
 def silentServer() -> Iterator[TutorialServer]:
+    """A server that reads everything and never answers, closed after the test."""
     server = TutorialServer(silent, threadPerClient=True)
     yield server
     server.close()

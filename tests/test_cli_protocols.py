@@ -118,6 +118,7 @@ def test_close_answers_a_started_reply_only(data: bytes, answered: bool) -> None
 
 
 def chatClient() -> tuple[ChatClientProtocol, list[bytes]]:
+    """A connected L{ChatClientProtocol} and the lines it prints."""
     printed: list[bytes] = []
     client = ChatClientProtocol(printed.append)
     client.makeConnection(StringTransport())

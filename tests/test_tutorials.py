@@ -142,6 +142,7 @@ def tutorial() -> Iterator[list[TutorialServer]]:
 
 
 def serve(servers: list[TutorialServer], handler: Any, perClient: bool = True) -> TutorialServer:
+    """Start a tutorial server that the C{tutorial} fixture closes after the test."""
     server = TutorialServer(handler, threadPerClient=perClient)
     servers.append(server)
     return server
