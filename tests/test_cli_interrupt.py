@@ -178,13 +178,15 @@ def test_echo_interrupted_during_tls_handshake(
 
 
 def test_chat_interrupted(silentServer: TutorialServer) -> None:
-    """Ctrl-C in tcplab chat exits 130 with one line."""
+    """Ctrl-C in tcplab chat exits 130 with one line, leaving with /quit as IRC clients do."""
     process = startTcplab(
         "chat", f"127.0.0.1:{silentServer.port}", "--nick", "carol", stdin=subprocess.PIPE
     )
     silentServer.waitForBytes(b"/nick carol\r\n")
-    status, out, err = interrupt(process)
-    assert (status, out, err) == (130, b"", INTERRUPTED)
+    process.send_signal(signal.SIGINT)
+    silentServer.waitForBytes(b"/nick carol\r\n/quit\r\n")  # stdin is still open
+    out, err = process.communicate(timeout=30)
+    assert (process.returncode, out, err) == (130, b"", INTERRUPTED)
 
 
 @pytest.mark.parametrize("command", [["ls"], ["rm", "some-file"], ["get", "some-file"]])

@@ -133,6 +133,8 @@ class ChatClientProtocol(Protocol):
         self.output = output
         self.splitter = TruncatingLineSplitter()
         self.closed: defer.Deferred[None] = defer.Deferred()
+        self.lost = False
+        """The connection is gone."""
         self.loginAs: str | None = None
         self.loginResult: defer.Deferred[None] | None = None
 
@@ -162,6 +164,7 @@ class ChatClientProtocol(Protocol):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """The server closed the connection: show a last unfinished line; done."""
+        self.lost = True
         last = self.splitter.flush()
         if last is not None:
             self.lineReceived(*last)
@@ -224,6 +227,7 @@ async def chat(reactor: Any, args: argparse.Namespace) -> int:
         atEOF=quitAtEOF(reactor, args.quit_wait),
         greeting=greeting(args),
         ready=loggedIn if user else None,
+        farewell=b"/quit\r\n",
     )
     return ExitCode.OK
 

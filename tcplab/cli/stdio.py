@@ -114,6 +114,7 @@ async def interact(
     delay: float = 0.0,
     greeting: bytes = b"",
     ready: Callable[[Any], Awaitable[None]] | None = None,
+    farewell: bytes = b"",
 ) -> Any:
     """
     Connect a client protocol to the server and stdin/stdout to it, until
@@ -121,7 +122,8 @@ async def interact(
 
     C{makeClient(output)} builds the protocol; C{output} writes to stdout.
     C{greeting} is sent first (a nickname, say); with C{ready}, stdin is
-    relayed only once C{ready(client)} has succeeded (a login confirmed).
+    relayed only once C{ready(client)} has succeeded (a login confirmed);
+    C{farewell} is sent if the session is cancelled (Ctrl-C).
     Backpressure runs both ways: stdin is not read while the socket's
     buffer is full, and the socket is not read while stdout's buffer is
     full.  However it ends (Ctrl-C included), stdout is flushed and closed
@@ -143,6 +145,10 @@ async def interact(
         stdio.registerProducer(client.transport, True)
         stdio.resumeProducing()
         await client.closed
+    except defer.CancelledError:
+        if farewell and client.transport is not None and not getattr(client, "lost", True):
+            client.transport.write(farewell)
+        raise
     finally:
         if client.transport is not None and client.transport.connected:
             client.transport.loseConnection()
