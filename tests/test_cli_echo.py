@@ -81,7 +81,7 @@ def test_raw_mode_with_looping_server() -> None:
 def test_reply_timeout_with_looping_server() -> None:
     """-w lets line mode go on after a reply without a line end (a started reply counts)."""
     with serve(looping) as server:
-        result = runTcplab("echo", f"127.0.0.1:{server.port}", "-w", "0.3", "one", "two")
+        result = runTcplab("echo", f"127.0.0.1:{server.port}", "-w", "1", "one", "two")
         assert (result.returncode, result.stdout, result.stderr) == (0, LAUGH * 2, b"")
         assert b"".join(server.received) == b"one\ntwo\n"
 
@@ -136,7 +136,7 @@ def test_bounded_read_after_eof_messages(limit: int | None) -> None:
     """
     options = [] if limit is None else ["--eof-limit", str(limit)]
     with serve(receivedForever) as server:
-        result = runTcplab("echo", f"127.0.0.1:{server.port}", "-w", "0.5", "one", *options)
+        result = runTcplab("echo", f"127.0.0.1:{server.port}", "-w", "1", "one", *options)
     allowed = 4096 if limit is None else limit
     assert result.returncode == 0
     assert result.stdout.startswith(RECEIVED)
