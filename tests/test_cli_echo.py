@@ -184,3 +184,42 @@ def test_piped_stdin_over_tls_comes_back_whole(tmp_path: Path) -> None:
             )
             assert (result.returncode, result.stderr) == (0, b"")
             assert result.stdout == payload
+
+
+@pytest.mark.parametrize("interactive", [False, True], ids=["messages", "stdin"])
+def test_stdout_reader_leaving_ends_quietly(interactive: bool) -> None:
+    """When stdout's reader goes away (``| head``) the client hangs up and exits 0, no
+    traceback, whether it sends messages or relays stdin."""
+    import subprocess
+    import threading
+
+    from tests.support import TCPLAB
+
+    with ServerProcess("tcplab-echo") as server:
+        messages = [] if interactive else ["x" * 1000] * 60
+        process = subprocess.Popen(
+            [TCPLAB, "echo", f"127.0.0.1:{server.port}", *messages],
+            stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdout is not None and process.stderr is not None
+
+        def feed() -> None:
+            assert process.stdin is not None
+            try:
+                process.stdin.write(b"\0" * 3_000_000)
+                process.stdin.close()
+            except OSError:
+                pass  # tcplab left first, as it should
+
+        if interactive:
+            threading.Thread(target=feed, daemon=True).start()
+        assert len(process.stdout.read(10)) == 10
+        process.stdout.close()
+        try:
+            status = process.wait(30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert (status, process.stderr.read()) == (0, b"")

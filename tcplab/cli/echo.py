@@ -34,7 +34,7 @@ from twisted.internet import defer
 
 from tcplab.cli.common import addClientOptions, connect, forProtocol, runCommand
 from tcplab.cli.echoclient import ConnectionClosed, EchoClientProtocol
-from tcplab.cli.stdio import PacedWriter, interact
+from tcplab.cli.stdio import PacedWriter, StdoutSink, interact
 from tcplab.errors import ExitCode, ProtocolViolation
 
 DEFAULT_EOF_LIMIT = 4096
@@ -80,13 +80,19 @@ async def awaitReply(
 
 async def sendMessages(reactor: Any, args: argparse.Namespace) -> int:
     """Send each message, print its reply, then drain until the server closes."""
-    out = sys.stdout.buffer
+    sink = StdoutSink()
+    client = EchoClientProtocol(sink.write, reactor)
+    sink.onGone = client.hangUp
+    try:
+        return await exchange(reactor, client, args)
+    except ProtocolViolation:
+        if sink.gone:
+            return ExitCode.OK  # stdout's reader left (| head): we stopped, as asked
+        raise
 
-    def output(data: bytes) -> None:
-        out.write(data)
-        out.flush()
 
-    client = EchoClientProtocol(output, reactor)
+async def exchange(reactor: Any, client: EchoClientProtocol, args: argparse.Namespace) -> int:
+    """Connect, send the messages with their replies, then drain."""
     await connect(reactor, args, forProtocol(lambda: client))
     writer = PacedWriter(reactor, client.transport, args.chunk, args.delay)
     end = b"" if args.raw else b"\n"

@@ -5,6 +5,8 @@ clients: paced writes for the lab options, and stdin with EOF handling.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,6 +46,36 @@ class PacedWriter:
             self.transport.write(piece)
 
 
+class StdoutSink:
+    """
+    Print bytes on stdout as they come; notice when its reader has gone
+    away (a closed pipe, as with ``| head``) and call C{onGone} once.
+
+    @ivar gone: stdout's reader is gone; nothing more is written.
+    """
+
+    def __init__(self, onGone: Callable[[], None] | None = None) -> None:
+        self.onGone = onGone
+        self.gone = False
+
+    def write(self, data: bytes) -> None:
+        """Write and flush C{data}, unless stdout's reader is gone."""
+        if self.gone:
+            return
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            self.gone = True
+            # Python flushes stdout once more at exit: point it somewhere
+            # that accepts the bytes left in its buffer.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            if self.onGone is not None:
+                self.onGone()
+
+
 def shutdownSending(transport: Any) -> None:
     """Half-close when the transport can, otherwise close after flushing."""
     if not getattr(transport, "connected", True):
@@ -76,6 +108,8 @@ class StdinRelay(Protocol):
 
     writer: PacedWriter | None = None
     client: Any = None
+    outputGone = False
+    """stdout's reader went away."""
     transport: Any
 
     def __init__(self, atEOF: EndOfInput | None = None) -> None:
@@ -98,7 +132,15 @@ class StdinRelay(Protocol):
             self.pending.addCallback(lambda _: self.atEOF(self.client, writer))
 
     def writeConnectionLost(self) -> None:
-        """stdout went away; the connection's end will end the program."""
+        """
+        stdout went away (its reader closed the pipe, as ``| head`` does):
+        nothing more can be shown, so hang up and end the session quietly.
+        """
+        self.outputGone = True
+        transport = getattr(self.client, "transport", None)
+        if transport is not None and not getattr(self.client, "lost", True):
+            transport.unregisterProducer()
+            transport.loseConnection()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """stdio is closed and flushed."""
@@ -153,6 +195,7 @@ async def interact(
         if client.transport is not None and client.transport.connected:
             client.transport.loseConnection()
         stdio.loseConnection()
-        # Whatever ended the session, what the server said reaches stdout.
-        await relay.done
+        if not relay.outputGone:
+            # Whatever ended the session, what the server said reaches stdout.
+            await relay.done
     return client
