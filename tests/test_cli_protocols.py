@@ -1,18 +1,21 @@
 """
 The client protocols of ``tcplab echo`` and ``tcplab chat`` in memory
 (``tests/memory.py`` and a shared clock): reply counting, the bounded read
-after our EOF, the quiet timeout, and the login verdict.
+after our EOF, the quiet timeout, the login verdict; and Ctrl-C handling of
+a running command on a memory reactor.
 """
 
 from __future__ import annotations
 
 import pytest
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from tcplab.cli.chat import ChatClientProtocol, LoginRefused
 from tcplab.cli.echoclient import ConnectionClosed, EchoClientProtocol
+from tcplab.cli.running import INTERRUPT_GRACE, CommandRun
 from tcplab.echo import EchoProtocol
 from tests.memory import MemoryConnection, connectInMemory
 
@@ -153,3 +156,49 @@ def test_login_refused_by_close() -> None:
     failures: list[Failure] = []
     verdict.addErrback(failures.append)
     assert failures[0].check(LoginRefused)
+
+
+def runningClock() -> MemoryReactorClock:
+    """A memory reactor that counts as running, so stop() works as in the real one."""
+    clock = MemoryReactorClock()
+    clock.running = True
+    return clock
+
+
+def test_interrupt_cancels_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C cancels what the command awaits; it ends quietly and the reactor stops."""
+    clock = runningClock()
+    waiting: Deferred[None] = Deferred()
+    cleanedUp: list[bool] = []
+
+    async def command(reactor: object) -> int:
+        try:
+            await waiting
+        finally:
+            cleanedUp.append(True)
+        return 0
+
+    run = CommandRun(clock, command)
+    run.start()
+    run.interrupt()
+    assert cleanedUp == [True] and run.interrupted and clock.hasStopped
+    assert capsys.readouterr().err == ""  # the one line is printed once the reactor is done
+
+
+def test_command_ignoring_cancellation_stopped_after_grace() -> None:
+    """A command that goes on after Ctrl-C is stopped after the grace period anyway."""
+    clock = runningClock()
+
+    async def stubborn(reactor: object) -> int:
+        try:
+            await Deferred()
+        except CancelledError:
+            await Deferred()  # carries on regardless
+        return 0
+
+    run = CommandRun(clock, stubborn)
+    run.start()
+    run.interrupt()
+    assert not clock.hasStopped
+    clock.advance(INTERRUPT_GRACE)
+    assert clock.hasStopped and run.interrupted
