@@ -110,6 +110,9 @@ def test_udp_alongside_tcp() -> None:
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]
     with ServerProcess("tcplab-echo", ["--udp", str(free)]) as server:
+        # The TCP line comes first; a datagram sent before the UDP port is
+        # bound would be lost.
+        server.waitForLine(re.compile(r"listening on UDP"))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(10)
             sock.sendto(b"datagram", ("127.0.0.1", free))

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from tcplab import __version__
+from tcplab.errors import ExitCode
 
 COMMAND_MODULES = (
     "tcplab.cli.echo",
@@ -31,9 +32,11 @@ def buildParser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentP
             "tls:H:P or unix:path=/tmp/s.sock."
         ),
         epilog=(
-            "Exit status: 0 ok, 2 usage, 3 cannot connect, 4 not found, 5 not allowed, "
-            "6 checksum mismatch, 7 exists, 8 protocol error or connection lost, "
-            "9 authentication failed, 130 interrupted."
+            "Exit status: 0 ok, 1 internal error (a bug: please report it), 2 usage, "
+            "3 cannot connect, 4 not found, 5 not allowed, 6 checksum mismatch, 7 exists, "
+            "8 protocol error or connection lost, 9 authentication failed, "
+            "10 (servers only) cannot listen, 11 local file error, 12 busy (another "
+            "upload of that file is running), 130 interrupted (Ctrl-C)."
         ),
     )
     parser.add_argument("--version", action="version", version=f"tcplab {__version__}")
@@ -44,7 +47,19 @@ def buildParser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentP
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``tcplab`` command line and return its exit status."""
+    """
+    Run the ``tcplab`` command line and return its exit status; Ctrl-C
+    before the command is under way (while parsing, say) is exit 130 too.
+    """
+    try:
+        return runMain(argv)
+    except KeyboardInterrupt:
+        print("tcplab: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+
+
+def runMain(argv: Sequence[str] | None) -> int:
+    """Parse the command line and run the subcommand."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser, commands = buildParser()
     position = next((i for i, arg in enumerate(arguments) if arg in commands), None)

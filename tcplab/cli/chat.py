@@ -1,20 +1,27 @@
 """
-``tcplab chat ADDRESS [--nick NAME]``: an interactive chat client.
+``tcplab chat ADDRESS [--nick NAME | --user NAME]``: an interactive chat client.
 
 Incoming lines are printed as they arrive while you type (Twisted's stdio,
 no threads); stdin may be a pipe, so
 ``printf '/nick bob\\nhello\\n' | tcplab chat HOST:PORT`` works in scripts.
 The client leaves with ``/quit`` at the end of stdin and exits when the
-server closes the connection.
+server closes the connection, or C{--quit-wait} seconds later if it does
+not.  It distrusts the server as the server distrusts it: control
+characters are escaped, a line over 64 KiB is shown cut short with a
+marker, a last line without a line end is still shown.  With C{--user},
+nothing is sent from stdin until the server has confirmed the login; a
+refused login is exit status 9 with the server's reason.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from tcplab.cli.common import (
@@ -24,34 +31,165 @@ from tcplab.cli.common import (
     readPassword,
     runCommand,
 )
-from tcplab.cli.stdio import interact
-from tcplab.errors import ExitCode
-from tcplab.lines import LineProtocol
+from tcplab.cli.stdio import PacedWriter, interact
+from tcplab.errors import ExitCode, TcplabError
+
+MAX_LINE = 64 * 1024
+"""The longest line shown in full, in bytes."""
+
+DEFAULT_QUIT_WAIT = 5.0
+"""Seconds to wait for the server to close after our /quit."""
+
+LOGIN_TIMEOUT = 60.0
+"""Seconds to wait for the server to accept or refuse a login (it may slow guessers down)."""
+
+NOTICE = "*** "
+ERROR_NOTICE = NOTICE + "error: "
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-class ChatClientProtocol(LineProtocol):
-    """Print every line from the server, with control characters escaped."""
+class TruncatingLineSplitter:
+    """
+    Split a byte stream into lines (``\\n``, ``\\r\\n`` or ``\\r``), keeping
+    at most C{maxLength} bytes of each: an over-long line comes out cut
+    short, with the number of bytes left out, instead of being lost.
+    """
 
-    maxLineLength = 64 * 1024
+    def __init__(self, maxLength: int = MAX_LINE) -> None:
+        self.maxLength = maxLength
+        self._kept = b""
+        self._dropped = 0
+        self._afterCR = False
+
+    def feed(self, data: bytes) -> Iterator[tuple[bytes, int]]:
+        """Take a chunk; yield each completed line as (kept bytes, bytes left out)."""
+        if self._afterCR and data[:1] == b"\n":
+            data = data[1:]
+        self._afterCR = False
+        pieces = _LINE_END.split(data)
+        rest = pieces.pop()
+        for piece in pieces:
+            self._add(piece)
+            yield self._take()
+        if pieces and data.endswith(b"\r"):
+            self._afterCR = True
+        self._add(rest)
+
+    def flush(self) -> tuple[bytes, int] | None:
+        """The unfinished last line, if any (the stream has ended)."""
+        if not self._kept and not self._dropped:
+            return None
+        return self._take()
+
+    def _add(self, piece: bytes) -> None:
+        room = max(0, self.maxLength - len(self._kept))
+        self._kept += piece[:room]
+        self._dropped += max(0, len(piece) - room)
+
+    def _take(self) -> tuple[bytes, int]:
+        line = (self._kept, self._dropped)
+        self._kept, self._dropped = b"", 0
+        return line
+
+
+def showLine(kept: bytes, dropped: int) -> str:
+    """The text to print for a line: escaped, with a marker if it was cut short."""
+    text = escapeControls(kept.decode("utf-8", "replace"))
+    if dropped:
+        text += f" [... line cut short: {dropped} more bytes not shown]"
+    return text
+
+
+_RENAMED = re.compile(r"\*\*\* (?:you are|\S+ is) now known as (\S+)")
+
+
+def renamedTo(text: str, nick: str) -> bool:
+    """
+    Whether C{text} is the server's notice that we are now C{nick}: ``***
+    you are now known as NICK``, or the room's ``*** OLD is now known as
+    NICK`` (nicknames are unique, so that can only be us while we wait).
+    """
+    match = _RENAMED.fullmatch(text)
+    return match is not None and match.group(1).casefold() == nick.casefold()
+
+
+class LoginRefused(TcplabError):
+    """The server refused C{--user}'s login."""
+
+    exitCode = ExitCode.AUTH
+
+
+class ChatClientProtocol(Protocol):
+    """
+    Print every line from the server, escaped (see L{showLine}), and, while
+    a login is pending, watch for the server's verdict on it.
+
+    @ivar loginResult: fires when the server confirms the pending login,
+        fails with L{LoginRefused} when it answers with an error.
+    """
 
     def __init__(self, output: Callable[[bytes], None]) -> None:
         self.output = output
+        self.splitter = TruncatingLineSplitter()
         self.closed: defer.Deferred[None] = defer.Deferred()
+        self.lost = False
+        """The connection is gone."""
+        self.loginAs: str | None = None
+        self.loginResult: defer.Deferred[None] | None = None
 
-    def lineReceived(self, line: bytes) -> None:
-        """Show one line."""
-        text = escapeControls(line.decode("utf-8", "replace"))
+    def expectLogin(self, nick: str) -> defer.Deferred[None]:
+        """Watch for the outcome of ``/nick NICK PASSWORD``."""
+        self.loginAs = nick
+        self.loginResult = defer.Deferred()
+        return self.loginResult
+
+    def dataReceived(self, data: bytes) -> None:
+        """Show each complete line."""
+        for kept, dropped in self.splitter.feed(data):
+            self.lineReceived(kept, dropped)
+
+    def lineReceived(self, kept: bytes, dropped: int) -> None:
+        """Show one line; settle a pending login on the server's answer."""
+        text = showLine(kept, dropped)
         self.output(text.encode("utf-8") + b"\n")
+        if self.loginResult is None or self.loginResult.called or self.loginAs is None:
+            return
+        if renamedTo(text, self.loginAs):
+            self.loginResult.callback(None)
+        elif text.startswith(ERROR_NOTICE):
+            self.loginResult.errback(
+                LoginRefused(f"login as {self.loginAs} failed: {text[len(ERROR_NOTICE) :]}")
+            )
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        """The server closed the connection: we are done."""
+        """The server closed the connection: show a last unfinished line; done."""
+        self.lost = True
+        last = self.splitter.flush()
+        if last is not None:
+            self.lineReceived(*last)
+        if self.loginResult is not None and not self.loginResult.called:
+            self.loginResult.errback(
+                LoginRefused(f"login as {self.loginAs} failed: the server closed the connection")
+            )
         self.closed.callback(None)
 
 
-def quitAtEOF(transport: Any) -> None:
-    """At the end of stdin, leave politely; the server then closes."""
-    if transport.connected:
+def quitAtEOF(reactor: Any, wait: float) -> Callable[[Any, PacedWriter], None]:
+    """
+    At the end of stdin, leave politely; if the server does not close
+    within C{wait} seconds (it ignores ``/quit``), close ourselves.
+    """
+
+    def leave(client: Any, writer: PacedWriter) -> None:
+        transport = writer.transport
+        if client.closed.called:
+            return
         transport.write(b"/quit\r\n")
+        timer = reactor.callLater(wait, transport.loseConnection)
+        client.closed.addBoth(lambda result: timer.cancel() if timer.active() else None)
+
+    return leave
 
 
 def greeting(args: argparse.Namespace) -> bytes:
@@ -69,7 +207,28 @@ def greeting(args: argparse.Namespace) -> bytes:
 
 async def chat(reactor: Any, args: argparse.Namespace) -> int:
     """Run one chat session."""
-    await interact(reactor, args, ChatClientProtocol, atEOF=quitAtEOF, greeting=greeting(args))
+    user = str(args.user or "")
+
+    async def loggedIn(client: ChatClientProtocol) -> None:
+        """Hold stdin back until the server has accepted the login."""
+        verdict = client.expectLogin(user)
+        verdict.addTimeout(LOGIN_TIMEOUT, reactor)
+        try:
+            await verdict
+        except defer.TimeoutError:
+            raise LoginRefused(
+                f"login as {user}: no answer from the server within {LOGIN_TIMEOUT:g}s"
+            ) from None
+
+    await interact(
+        reactor,
+        args,
+        ChatClientProtocol,
+        atEOF=quitAtEOF(reactor, args.quit_wait),
+        greeting=greeting(args),
+        ready=loggedIn if user else None,
+        farewell=b"/quit\r\n",
+    )
     return ExitCode.OK
 
 
@@ -86,5 +245,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--nick", metavar="NAME", help="pick this nickname on arrival")
     parser.add_argument(
         "--no-history", action="store_true", help="do not replay the room's recent messages"
+    )
+    parser.add_argument(
+        "--quit-wait",
+        type=float,
+        default=DEFAULT_QUIT_WAIT,
+        metavar="SECONDS",
+        help="at the end of input, after /quit, wait this long for the server to close "
+        f"before closing ourselves (default {DEFAULT_QUIT_WAIT:g})",
     )
     parser.set_defaults(run=lambda args: runCommand(lambda reactor: chat(reactor, args)))

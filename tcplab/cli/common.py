@@ -1,6 +1,8 @@
 """
-Plumbing every ``tcplab`` subcommand shares: connecting, tracing, and
-turning expected failures into one line and an exit status.
+Plumbing every ``tcplab`` subcommand shares: the common options, connecting
+(TLS in L{tcplab.cli.tls}), tracing, passwords, and showing text from a
+server safely.  L{runCommand} (from L{tcplab.cli.running}) runs a
+subcommand and turns its expected failures into one line and an exit status.
 """
 
 from __future__ import annotations
@@ -10,21 +12,36 @@ import getpass
 import os
 import re
 import sys
-import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet import defer, error
-from twisted.internet.endpoints import HostnameEndpoint, clientFromString, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint, clientFromString
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, ISSLTransport
 from twisted.internet.protocol import Factory
-from twisted.internet.ssl import Certificate, optionsForClientTLS
 
 from tcplab.addresses import clientEndpointDescription, splitHostPort
+from tcplab.cli.running import interruptibleBlockingCall, runCommand
+from tcplab.cli.tls import (
+    SniffingTLSEndpoint,
+    describeTLSError,
+    handshakeFailureReason,
+    tlsOptions,
+)
 from tcplab.errors import ConnectError, ExitCode, TcplabError
 from tcplab.observe import ConnectionObserver, ObservedProtocol
+
+__all__ = [
+    "addAuthOptions",
+    "addClientOptions",
+    "connect",
+    "escapeControls",
+    "forProtocol",
+    "readPassword",
+    "runCommand",
+]
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds to wait for a connection to be established."""
@@ -91,7 +108,8 @@ def readPassword(args: argparse.Namespace) -> str | None:
         raise TcplabError(
             f"--user {args.user} needs a password: set {PASSWORD_VARIABLE}", ExitCode.USAGE
         )
-    return getpass.getpass(f"password for {args.user}: ")
+    with interruptibleBlockingCall():
+        return getpass.getpass(f"password for {args.user}: ")
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -107,15 +125,6 @@ def printToStderr(line: str) -> None:
     """Write one line to stderr right away (the trace sink of the client)."""
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
-
-
-def describeTLSError(failure: BaseException) -> str:
-    """The reason inside an OpenSSL error, e.g. ``certificate verify failed``."""
-    reasons = []
-    for arg in getattr(failure, "args", ()):
-        if isinstance(arg, list):
-            reasons += [entry[-1] for entry in arg if isinstance(entry, tuple) and entry]
-    return ", ".join(str(r) for r in reasons) or " ".join(str(failure).split())
 
 
 def describeConnectFailure(address: str, failure: BaseException) -> str:
@@ -146,28 +155,12 @@ def clientEndpoint(reactor: Any, args: argparse.Namespace) -> Any:
         if not tls or not description.startswith("tcp:"):
             return clientFromString(reactor, description)
         host, port = splitHostPort(args.address)
-        return wrapClientTLS(
+        return SniffingTLSEndpoint(
             tlsOptions(host, getattr(args, "cafile", None)),
             HostnameEndpoint(reactor, host, port, timeout=args.timeout),
         )
     except (ValueError, KeyError, TypeError) as e:
         raise TcplabError(f"bad address {args.address!r}: {e}", ExitCode.USAGE) from None
-
-
-def tlsOptions(host: str, cafile: str | None) -> Any:
-    """TLS client options verifying C{host} against C{cafile} or the system CAs."""
-    if cafile is None:
-        return optionsForClientTLS(host)
-    try:
-        with open(cafile, "rb") as pem:
-            trustRoot = Certificate.loadPEM(pem.read())
-    except (OSError, ValueError) as e:
-        raise TcplabError(f"cannot read --cafile {cafile}: {e}", ExitCode.USAGE) from None
-    except Exception as e:  # OpenSSL's own errors for a file that is not a certificate
-        raise TcplabError(
-            f"--cafile {cafile} is not a PEM certificate ({e})", ExitCode.USAGE
-        ) from None
-    return optionsForClientTLS(host, trustRoot=trustRoot)
 
 
 async def connect(
@@ -198,12 +191,21 @@ async def connect(
     attempt.addTimeout(args.timeout, reactor)
     try:
         protocol = await attempt
-        if isTLS(protocol):
-            handshake = protocol.handshakeDone
-            handshake.addTimeout(args.timeout, reactor)
-            await handshake
     except Exception as e:
         raise ConnectError(describeConnectFailure(args.address, e)) from None
+    if isTLS(protocol):
+        handshake = protocol.handshakeDone
+        handshake.addTimeout(args.timeout, reactor)
+        try:
+            await handshake
+        except Exception as e:
+            first = getattr(protocol.transport, "firstBytes", None)
+            reason = None
+            if first is not None and not isinstance(e, defer.TimeoutError | defer.CancelledError):
+                reason = handshakeFailureReason(first)
+            if reason is None:
+                raise ConnectError(describeConnectFailure(args.address, e)) from None
+            raise ConnectError(f"cannot connect to {args.address}: {reason}") from None
     return protocol.wrappedProtocol
 
 
@@ -226,33 +228,3 @@ class _SingleProtocolFactory(Factory):
 def forProtocol(build: Callable[[], IProtocol]) -> Factory:
     """A factory building one client protocol with C{build}."""
     return _SingleProtocolFactory(build)
-
-
-def runCommand(main: Callable[[Any], Awaitable[int]]) -> int:
-    """
-    Run C{main(reactor)} in the reactor and return the exit status.
-
-    A L{TcplabError} becomes one line on stderr (``tcplab: ...``) and its
-    exit code; Ctrl-C (the reactor stopping before C{main} is done) gives
-    130; anything else is a bug and shows its traceback.
-    """
-    from twisted.internet import reactor
-
-    status = [int(ExitCode.INTERRUPTED)]
-
-    async def guarded() -> None:
-        try:
-            status[0] = await main(reactor)
-        except TcplabError as e:
-            print(f"tcplab: {e.message}", file=sys.stderr)
-            status[0] = e.exitCode
-        except Exception:
-            traceback.print_exc()
-            status[0] = ExitCode.FAILURE
-        finally:
-            if reactor.running:
-                reactor.stop()
-
-    reactor.callWhenRunning(defer.ensureDeferred, guarded())
-    reactor.run()
-    return status[0]

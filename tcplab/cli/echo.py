@@ -7,6 +7,16 @@ else the server sends until it closes.  Without messages, stdin (a terminal
 or a pipe, binary-safe) is relayed to the server and replies are printed as
 they arrive, like ``nc``.
 
+Servers from the tutorials rarely end replies with a line end or close when
+asked, so, as with nc and socat: C{-w SECONDS} bounds the wait for each reply
+(a reply that has started arriving counts); C{--raw} sends messages as they
+are, takes whatever one read brings as the reply (the tutorials'
+``recv(1024)``) and ends with a close instead of a half-close, which those
+servers answer with endless replies to ``recv() == b''``; C{--greeting} reads
+the server's welcome before sending.  Whatever the mode, after its input
+ends the client reads at most what the server still owes plus
+C{--eof-limit} bytes, so no server can flood the terminal.
+
 The lab options show what the wire really does: C{--chunk} splits what is
 sent into small writes, C{--delay} pauses between them, C{--time} prints
 each message's round-trip time, C{--trace}/C{--hexdump} show every chunk.
@@ -21,112 +31,155 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import Protocol
-from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from tcplab.cli.common import addClientOptions, connect, forProtocol, runCommand
-from tcplab.cli.stdio import PacedWriter, interact, shutdownSending
+from tcplab.cli.echoclient import ConnectionClosed, EchoClientProtocol
+from tcplab.cli.stdio import PacedWriter, StdoutSink, interact
 from tcplab.errors import ExitCode, ProtocolViolation
 
+DEFAULT_EOF_LIMIT = 4096
+"""Bytes read after our own EOF beyond what the server still owes us."""
 
-class ConnectionClosed(Exception):
-    """The server closed the connection while we were waiting for a reply."""
+RAW_QUIET = 1.0
+"""With --raw, seconds of silence after the last reply before we close."""
 
 
-@implementer(IHalfCloseableProtocol)
-class EchoClientProtocol(Protocol):
+def note(text: str) -> None:
+    """A remark on stderr."""
+    print(f"tcplab: {text}", file=sys.stderr)
+
+
+def reportCutOff(client: EchoClientProtocol, limit: int) -> None:
+    """Say that the server was hung up on for sending on after our input ended."""
+    if client.cutOff:
+        note(
+            "the server kept sending after the end of input; stopped reading "
+            f"{limit} bytes past what it owed (--eof-limit)"
+        )
+
+
+async def awaitReply(
+    reactor: Any, client: EchoClientProtocol, args: argparse.Namespace, first: bool = False
+) -> bool:
     """
-    Show everything the server sends and let the command wait for replies.
+    Wait for the next reply, at most C{-w} seconds; return whether one came
+    (a reply that started arriving in time counts).
 
-    A reply is counted at each line end received; L{waitForLines} fires when
-    enough have arrived.  L{closed} fires when the connection is gone.
+    @raise ConnectionClosed: the server closed without a reply.
     """
-
-    def __init__(self, output: Callable[[bytes], None]) -> None:
-        self.output = output
-        self.linesSeen = 0
-        self.closed: defer.Deferred[None] = defer.Deferred()
-        self._waiters: list[tuple[int, defer.Deferred[None]]] = []
-
-    def dataReceived(self, data: bytes) -> None:
-        """Print the chunk; count its line ends."""
-        self.output(data)
-        ends = data.count(b"\n")
-        if ends:
-            self.linesSeen += ends
-            due = [w for w in self._waiters if w[0] <= self.linesSeen]
-            self._waiters = [w for w in self._waiters if w[0] > self.linesSeen]
-            for _, waiter in due:
-                waiter.callback(None)
-
-    def waitForLines(self, count: int) -> defer.Deferred[None]:
-        """Fire once C{count} line ends have been received in all."""
-        waiter: defer.Deferred[None] = defer.Deferred()
-        if self.linesSeen >= count:
-            waiter.callback(None)
-        elif self.closed.called:
-            waiter.errback(ConnectionClosed())
-        else:
-            self._waiters.append((count, waiter))
-        return waiter
-
-    def readConnectionLost(self) -> None:
-        """The server sent EOF: nothing more will come, so close."""
-        assert self.transport is not None
-        self.transport.loseConnection()
-
-    def writeConnectionLost(self) -> None:
-        """Our half-close went through; keep reading."""
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        """Wake everything that waits."""
-        waiters, self._waiters = self._waiters, []
-        for _, waiter in waiters:
-            waiter.errback(ConnectionClosed())
-        self.closed.callback(None)
+    since = 0 if first else client.chunksSeen
+    waiting = client.waitForReply(args.raw, first=first)
+    if args.wait is not None:
+        waiting.addTimeout(args.wait, reactor)
+    try:
+        await waiting
+    except defer.TimeoutError:
+        return client.replyStarted(since)
+    return True
 
 
 async def sendMessages(reactor: Any, args: argparse.Namespace) -> int:
     """Send each message, print its reply, then drain until the server closes."""
-    out = sys.stdout.buffer
+    sink = StdoutSink()
+    client = EchoClientProtocol(sink.write, reactor)
+    sink.onGone = client.hangUp
+    try:
+        return await exchange(reactor, client, args)
+    except ProtocolViolation:
+        if sink.gone:
+            return ExitCode.OK  # stdout's reader left (| head): we stopped, as asked
+        raise
 
-    def output(data: bytes) -> None:
-        out.write(data)
-        out.flush()
 
-    client = EchoClientProtocol(output)
+async def exchange(reactor: Any, client: EchoClientProtocol, args: argparse.Namespace) -> int:
+    """Connect, send the messages with their replies, then drain."""
     await connect(reactor, args, forProtocol(lambda: client))
     writer = PacedWriter(reactor, client.transport, args.chunk, args.delay)
-    messages = [m.encode("utf-8", "surrogateescape") + b"\n" for m in args.messages]
+    end = b"" if args.raw else b"\n"
+    messages = [m.encode("utf-8", "surrogateescape") + end for m in args.messages]
+    if args.greeting:
+        try:
+            await awaitReply(reactor, client, args, first=True)
+        except ConnectionClosed:
+            raise ProtocolViolation(
+                "the server closed the connection before its greeting"
+            ) from None
     if args.no_wait:
         await writer.write(b"".join(messages))
     else:
         for number, message in enumerate(messages, 1):
-            expected = client.linesSeen + 1
-            started = time.perf_counter()
-            await writer.write(message)
-            try:
-                await client.waitForLines(expected)
-            except ConnectionClosed:
-                raise ProtocolViolation(
-                    f"the server closed the connection after {number - 1} of "
-                    f"{len(messages)} messages were answered"
-                ) from None
-            if args.time:
-                elapsed = (time.perf_counter() - started) * 1000
-                print(f"[message {number}: round trip {elapsed:.3f} ms]", file=sys.stderr)
-    if not client.closed.called:
-        shutdownSending(client.transport)
+            await sendOne(reactor, client, writer, args, number, message, len(messages))
+    if args.raw:
+        quiet = RAW_QUIET if args.wait is None else args.wait
+        client.finishSending(writer.sent, args.eof_limit, quiet, halfClose=False)
+    else:
+        client.finishSending(writer.sent, args.eof_limit, args.wait)
     await client.closed
+    reportCutOff(client, args.eof_limit)
     return ExitCode.OK
+
+
+async def sendOne(
+    reactor: Any,
+    client: EchoClientProtocol,
+    writer: PacedWriter,
+    args: argparse.Namespace,
+    number: int,
+    message: bytes,
+    total: int,
+) -> None:
+    """Send message C{number} of C{total} and wait for its reply."""
+    started = time.perf_counter()
+    waiting = awaitReply(reactor, client, args)
+    # The wait is registered before the write, so a reply cannot slip past it.
+    reply = defer.ensureDeferred(waiting)
+    await writer.write(message)
+    try:
+        answered = await reply
+    except ConnectionClosed:
+        if args.raw and number == total:
+            return  # a raw server's answer to a last message such as "exit" is to close
+        raise ProtocolViolation(
+            f"the server closed the connection after {number - 1} of "
+            f"{total} messages were answered"
+        ) from None
+    if not answered:
+        raise ProtocolViolation(f"no reply to message {number} of {total} within {args.wait:g}s")
+    if args.time:
+        elapsed = (time.perf_counter() - started) * 1000
+        print(f"[message {number}: round trip {elapsed:.3f} ms]", file=sys.stderr)
 
 
 async def relayStdin(reactor: Any, args: argparse.Namespace) -> int:
     """Interactive session: stdin to the server, the server to stdout."""
-    await interact(reactor, args, EchoClientProtocol, chunk=args.chunk, delay=args.delay)
+
+    def makeClient(output: Callable[[bytes], None]) -> EchoClientProtocol:
+        return EchoClientProtocol(output, reactor)
+
+    def atEOF(client: EchoClientProtocol, writer: PacedWriter) -> None:
+        client.finishSending(writer.sent, args.eof_limit, args.wait)
+
+    client = await interact(
+        reactor, args, makeClient, atEOF=atEOF, chunk=args.chunk, delay=args.delay
+    )
+    reportCutOff(client, args.eof_limit)
     return ExitCode.OK
+
+
+def nonNegativeSeconds(value: str) -> float:
+    """An argparse type: seconds, at least 0."""
+    seconds = float(value)
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return seconds
+
+
+def byteCount(value: str) -> int:
+    """An argparse type: a number of bytes, at least 0."""
+    count = int(value)
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return count
 
 
 def register(subparsers: Any) -> None:
@@ -156,6 +209,36 @@ def register(subparsers: Any) -> None:
         "--no-wait",
         action="store_true",
         help="send all messages at once instead of waiting for each reply",
+    )
+    parser.add_argument(
+        "-w",
+        "--wait",
+        type=nonNegativeSeconds,
+        metavar="SECONDS",
+        help="wait at most this long for each reply (one that has started arriving "
+        "counts) and, after the end of input, for the server to close (default: no limit)",
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="for servers without line ends (the tutorials'): send each MESSAGE as it is, "
+        "take whatever one read brings as its reply (a close after the last MESSAGE "
+        "answers it), then read on until the server closes or is quiet for -w seconds "
+        f"(default {RAW_QUIET:g}) and close, as the tutorials' clients do, without "
+        "half-closing first",
+    )
+    parser.add_argument(
+        "--greeting",
+        action="store_true",
+        help="the server speaks first: wait for its welcome before sending",
+    )
+    parser.add_argument(
+        "--eof-limit",
+        type=byteCount,
+        default=DEFAULT_EOF_LIMIT,
+        metavar="BYTES",
+        help="after the end of input, read what the server still owes plus at most "
+        f"BYTES more, then hang up (default {DEFAULT_EOF_LIMIT})",
     )
     parser.set_defaults(run=run)
 

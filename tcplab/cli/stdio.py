@@ -5,7 +5,9 @@ clients: paced writes for the lab options, and stdin with EOF handling.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -20,13 +22,18 @@ from tcplab.cli.common import connect, forProtocol
 
 
 class PacedWriter:
-    """Write to a transport in pieces of C{chunk} bytes, C{delay} seconds apart."""
+    """
+    Write to a transport in pieces of C{chunk} bytes, C{delay} seconds apart.
+
+    @ivar sent: bytes handed to the transport so far.
+    """
 
     def __init__(self, reactor: Any, transport: Any, chunk: int | None, delay: float) -> None:
         self.reactor = reactor
         self.transport = transport
         self.chunk = chunk
         self.delay = delay
+        self.sent = 0
 
     async def write(self, data: bytes) -> None:
         """Send C{data}, split and paced as configured."""
@@ -34,12 +41,44 @@ class PacedWriter:
         for offset in range(0, len(data), size):
             if offset and self.delay:
                 await deferLater(self.reactor, self.delay, lambda: None)
-            self.transport.write(data[offset : offset + size])
+            piece = data[offset : offset + size]
+            self.sent += len(piece)
+            self.transport.write(piece)
+
+
+class StdoutSink:
+    """
+    Print bytes on stdout as they come; notice when its reader has gone
+    away (a closed pipe, as with ``| head``) and call C{onGone} once.
+
+    @ivar gone: stdout's reader is gone; nothing more is written.
+    """
+
+    def __init__(self, onGone: Callable[[], None] | None = None) -> None:
+        self.onGone = onGone
+        self.gone = False
+
+    def write(self, data: bytes) -> None:
+        """Write and flush C{data}, unless stdout's reader is gone."""
+        if self.gone:
+            return
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            self.gone = True
+            # Python flushes stdout once more at exit: point it somewhere
+            # that accepts the bytes left in its buffer.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            if self.onGone is not None:
+                self.onGone()
 
 
 def shutdownSending(transport: Any) -> None:
     """Half-close when the transport can, otherwise close after flushing."""
-    if not transport.connected:
+    if not getattr(transport, "connected", True):
         return
     try:
         transport.loseWriteConnection()
@@ -47,23 +86,36 @@ def shutdownSending(transport: Any) -> None:
         transport.loseConnection()
 
 
+def halfClose(client: Any, writer: PacedWriter) -> None:
+    """The default end of stdin: shut down our sending side, if still connected."""
+    if not getattr(client, "lost", False):
+        shutdownSending(writer.transport)
+
+
+EndOfInput = Callable[[Any, PacedWriter], None]
+"""What to do at the end of stdin, given the client protocol and its writer."""
+
+
 @implementer(IHalfCloseableProtocol)
 class StdinRelay(Protocol):
     """
     Relay stdin to the server, paced; at EOF, once everything is sent, call
-    C{atEOF} with the connection's transport (by default: half-close it).
+    C{atEOF(client, writer)} (by default: half-close the connection).
 
     L{writer} is set once the connection is up (stdin is paused until then);
     L{done} fires when stdio is finished (stdout flushed and closed).
     """
 
     writer: PacedWriter | None = None
+    client: Any = None
+    outputGone = False
+    """stdout's reader went away."""
     transport: Any
 
-    def __init__(self, atEOF: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, atEOF: EndOfInput | None = None) -> None:
         self.pending: defer.Deferred[None] = defer.succeed(None)
         self.done: defer.Deferred[None] = defer.Deferred()
-        self.atEOF = atEOF or shutdownSending
+        self.atEOF = atEOF or halfClose
 
     def dataReceived(self, data: bytes) -> None:
         """Forward a chunk of stdin, holding stdin while a paced write runs."""
@@ -77,10 +129,18 @@ class StdinRelay(Protocol):
         """stdin is at EOF: once everything is sent, shut down our sending side."""
         writer = self.writer
         if writer is not None:
-            self.pending.addCallback(lambda _: self.atEOF(writer.transport))
+            self.pending.addCallback(lambda _: self.atEOF(self.client, writer))
 
     def writeConnectionLost(self) -> None:
-        """stdout went away; the connection's end will end the program."""
+        """
+        stdout went away (its reader closed the pipe, as ``| head`` does):
+        nothing more can be shown, so hang up and end the session quietly.
+        """
+        self.outputGone = True
+        transport = getattr(self.client, "transport", None)
+        if transport is not None and not getattr(self.client, "lost", True):
+            transport.unregisterProducer()
+            transport.loseConnection()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """stdio is closed and flushed."""
@@ -91,32 +151,51 @@ async def interact(
     reactor: Any,
     args: Any,
     makeClient: Callable[[Callable[[bytes], None]], Any],
-    atEOF: Callable[[Any], None] | None = None,
+    atEOF: EndOfInput | None = None,
     chunk: int | None = None,
     delay: float = 0.0,
     greeting: bytes = b"",
+    ready: Callable[[Any], Awaitable[None]] | None = None,
+    farewell: bytes = b"",
 ) -> Any:
     """
     Connect a client protocol to the server and stdin/stdout to it, until
     the server closes the connection; return the client protocol.
 
     C{makeClient(output)} builds the protocol; C{output} writes to stdout.
-    C{greeting} is sent first (a nickname, say).  Backpressure runs both
-    ways: stdin is not read while the socket's buffer is full, and the
-    socket is not read while stdout's buffer is full.
+    C{greeting} is sent first (a nickname, say); with C{ready}, stdin is
+    relayed only once C{ready(client)} has succeeded (a login confirmed);
+    C{farewell} is sent if the session is cancelled (Ctrl-C).
+    Backpressure runs both ways: stdin is not read while the socket's
+    buffer is full, and the socket is not read while stdout's buffer is
+    full.  However it ends (Ctrl-C included), stdout is flushed and closed
+    and the connection dropped.
     """
     relay = StdinRelay(atEOF)
     stdio = StandardIO(relay, reactor=reactor)
     stdio.pauseProducing()
     client = makeClient(stdio.write)
-    await connect(reactor, args, forProtocol(lambda: client))
-    if greeting:
-        client.transport.write(greeting)
-    relay.writer = PacedWriter(reactor, client.transport, chunk, delay)
-    client.transport.registerProducer(stdio, True)
-    stdio.registerProducer(client.transport, True)
-    stdio.resumeProducing()
-    await client.closed
-    stdio.loseConnection()
-    await relay.done
+    relay.client = client
+    try:
+        await connect(reactor, args, forProtocol(lambda: client))
+        if greeting:
+            client.transport.write(greeting)
+        if ready is not None:
+            await ready(client)
+        relay.writer = PacedWriter(reactor, client.transport, chunk, delay)
+        client.transport.registerProducer(stdio, True)
+        stdio.registerProducer(client.transport, True)
+        stdio.resumeProducing()
+        await client.closed
+    except defer.CancelledError:
+        if farewell and client.transport is not None and not getattr(client, "lost", True):
+            client.transport.write(farewell)
+        raise
+    finally:
+        if client.transport is not None and client.transport.connected:
+            client.transport.loseConnection()
+        stdio.loseConnection()
+        if not relay.outputGone:
+            # Whatever ended the session, what the server said reaches stdout.
+            await relay.done
     return client
