@@ -6,7 +6,8 @@ commands are run -- only the ports change: servers listen on port 0, clients
 are pointed at the port the test's server got -- against the tutorials'
 programs rewritten with the same wire behaviour (``tests/tutorial_programs``),
 so the README cannot drift from what works.  The file service's tutorial
-listener (``--tutorial-listen``) is tested with the file service itself.
+listener (``--tutorial-listen``) runs here too, with the tutorial programs of
+tests/files/test_tutorial.py.
 """
 
 from __future__ import annotations
@@ -304,3 +305,23 @@ def test_udp_echo_with_tutorial_client() -> None:
         server.waitForLine(re.compile(r"listening on UDP"))
         data, sender = udpClient(free, "你好".encode())
     assert data == "你好".encode() and sender == ("127.0.0.1", free)
+
+
+def test_file_tutorial_blocks_with_the_tutorial_programs(tmp_path: Path) -> None:
+    """The README's uploader and downloader blocks, run as written (a temporary root for
+    ~/share, port 0 for 8010): 003's uploader stores a file, 000's downloader gets it back."""
+    from tests.files.test_tutorial import TUTORIAL_LISTENING, tutorialDownload, tutorialUpload
+
+    share = tmp_path / "share"
+    share.mkdir()
+    payload = bytes(range(256)) * 400
+    words = {"~/share": str(share), "tcp:8010": "tcp:0:interface=127.0.0.1"}
+    with startServer("uploader", words) as server:
+        port = int(server.waitForLine(TUTORIAL_LISTENING).group(1))
+        assert tutorialUpload(port, [("report.pdf", payload)]) == "sent"
+        server.waitForLine(re.compile(r"put 'report.pdf': ok"))
+    assert "--writable" not in command("downloader", "twistd"), "downloads need no writes"
+    with startServer("downloader", words) as server:
+        port = int(server.waitForLine(TUTORIAL_LISTENING).group(1))
+        assert tutorialDownload(port, "report.pdf", tmp_path) == payload
+    assert (tmp_path / "[new]report.pdf").read_bytes() == payload
