@@ -155,6 +155,7 @@ async def whileOtherClientAsks(port: int, heavy: Callable[[], Any]) -> tuple[Any
 BIG = 400 * 1024 * 1024
 
 
+@pytest.mark.load
 @pytest_twisted.ensureDeferred
 async def test_resumed_get_hash_does_not_stall_others(
     loopback: Loopback, root: Path, freshHeap: None
@@ -175,6 +176,7 @@ async def test_resumed_get_hash_does_not_stall_others(
     assert max(times) < 0.1, f"slowest stat took {max(times) * 1000:.0f} ms"
 
 
+@pytest.mark.load
 @pytest_twisted.ensureDeferred
 async def test_resumed_put_hash_does_not_stall_others(
     loopback: Loopback, root: Path, freshHeap: None
@@ -212,6 +214,7 @@ def memoryRoot(tmp_path: Path) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+@pytest.mark.load
 @pytest_twisted.ensureDeferred
 async def test_listing_100000_entries_while_others_are_served(
     loopback: Loopback, memoryRoot: Path, freshHeap: None
@@ -244,6 +247,7 @@ async def test_listing_100000_entries_while_others_are_served(
     assert max(times) < 0.1, f"slowest stat took {max(times) * 1000:.0f} ms"
 
 
+@pytest.mark.load
 @pytest_twisted.ensureDeferred
 async def test_pipelined_requests_never_read_stay_bounded(
     loopback: Loopback, root: Path, freshHeap: None
