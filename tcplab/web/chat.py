@@ -19,7 +19,6 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
@@ -72,7 +71,8 @@ class LineFrames:
     def abortConnection(self) -> None:
         """Drop the connection now (a client that stopped reading)."""
         self.closed = True
-        self.channel.transport.abortConnection()
+        transport: Any = self.channel.transport
+        transport.abortConnection()
 
     def getPeer(self) -> Any:
         """The browser's address."""
@@ -170,15 +170,15 @@ class ChatSocketResource(WebSocketResource):
     """The chat WebSocket, refusing (403) a handshake from another origin."""
 
     def __init__(self, factory: ChatFactory) -> None:
-        super().__init__(ChatSockets(factory))  # type: ignore[arg-type]
+        super().__init__(ChatSockets(factory))
 
-    def render_GET(self, request: IRequest) -> bytes | int:  # type: ignore[override]
+    def render_GET(self, request: Request) -> bytes | int:
         """Check the Origin, then let Twisted do the handshake."""
         if not sameOrigin(request, required=True):
             request.setResponseCode(http.FORBIDDEN)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"forbidden: this chat only accepts its own page (Origin mismatch)\n"
-        return super().render_GET(request)  # type: ignore[arg-type]
+        return super().render_GET(request)
 
 
 def chatResource(factory: ChatFactory, authEnabled: bool) -> Resource:

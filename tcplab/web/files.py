@@ -11,6 +11,7 @@ changes something needs the session's token header (L{SessionStore.authorised}).
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 from urllib.parse import quote
@@ -19,8 +20,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server, static
-from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
+from twisted.web.server import Request
 
 from tcplab.auth import LoginFailed
 from tcplab.files.errors import (
@@ -78,7 +79,7 @@ def errorExtra(error: FileServiceError) -> dict[str, Any]:
     return {"offset": error.offset} if isinstance(error, OffsetMismatch) else {}
 
 
-def peerOf(request: IRequest) -> str:
+def peerOf(request: Request) -> str:
     """The client's address, for the transfer log."""
     address = request.getClientAddress()
     host = getattr(address, "host", None)
@@ -96,26 +97,26 @@ class FilesResource(Resource):
         self.factory = factory
         self.sessions = sessions
 
-    def user(self, request: IRequest) -> str | None:
+    def user(self, request: Request) -> str | None:
         """The logged-in user of the request's session, if any."""
         session = self.sessions.find(request)
         return session.user if session is not None else None
 
-    def name(self, request: IRequest) -> str:
+    def name(self, request: Request) -> str:
         """The name under the root that the rest of the URL spells."""
-        return nameFromSegments(request.postpath)  # type: ignore[attr-defined]
+        return nameFromSegments(request.postpath or [])
 
-    def answer(self, request: IRequest, job: Any) -> int:
+    def answer(self, request: Request, job: Any) -> int:
         """Run C{job} (may return a Deferred) and answer with its JSON or its error."""
         d = defer.maybeDeferred(job)
 
         def done(document: Any) -> None:
-            if not request._disconnected:  # type: ignore[attr-defined]
+            if not request._disconnected:
                 request.write(jsonResponse(request, document))
                 request.finish()
 
         def failed(failure: Failure) -> None:
-            if request._disconnected:  # type: ignore[attr-defined]
+            if request._disconnected:
                 return
             error = failure.value
             if isinstance(error, FileServiceError):
@@ -135,7 +136,7 @@ class FilesResource(Resource):
 class SessionResource(FilesResource):
     """C{GET /api/session}: the token, the user, and what this server allows."""
 
-    def render_GET(self, request: IRequest) -> bytes:
+    def render_GET(self, request: Request) -> bytes:
         """The session (started if new) and the server's settings."""
         session = self.sessions.findOrStart(request)
         factory = self.factory
@@ -155,18 +156,17 @@ class SessionResource(FilesResource):
 class LoginResource(FilesResource):
     """C{POST /api/login} (JSON user and password) and C{POST /api/logout}."""
 
-    def render_POST(self, request: IRequest) -> bytes | int:
+    def render_POST(self, request: Request) -> bytes | int:
         """Log in (a new session, so an old cookie is worth nothing), or out."""
         if self.sessions.authorised(request) is None:
             return jsonError(request, http.FORBIDDEN, FORGED)
-        if request.postpath == [b"logout"]:  # type: ignore[attr-defined]
+        if request.prepath and request.prepath[-1] == b"logout":
             self.sessions.end(request)
             session = self.sessions.start(request)
             return jsonResponse(request, {"ok": True, "token": session.token, "user": None})
         try:
-            import json
-
-            form = json.loads(request.content.read())  # type: ignore[attr-defined]
+            assert request.content is not None
+            form = json.loads(request.content.read())
             user, password = form["user"], form["password"]
             if not isinstance(user, str) or not isinstance(password, str):
                 raise TypeError
@@ -186,7 +186,7 @@ class LoginResource(FilesResource):
 class ListResource(FilesResource):
     """C{GET /api/list/DIR}: a directory's entries (read off the reactor thread)."""
 
-    def render_GET(self, request: IRequest) -> int:
+    def render_GET(self, request: Request) -> int:
         """The listing, at most L{MAX_LISTING} entries."""
 
         def job() -> Any:
@@ -215,7 +215,7 @@ class ListResource(FilesResource):
 class FileResource(FilesResource):
     """C{/files/NAME}: C{GET} downloads (ranges too), C{DELETE} deletes."""
 
-    def render_GET(self, request: IRequest) -> bytes | int:
+    def render_GET(self, request: Request) -> bytes | int:
         """Send the file as an attachment, whatever its type; ranges honoured."""
         try:
             checkPermission(self.factory, self.user(request), "get")
@@ -237,7 +237,7 @@ class FileResource(FilesResource):
         sender = static.File(path.path, defaultType="application/octet-stream")
         sender.contentTypes = {}
         sender.contentEncodings = {}
-        result: bytes | int = sender.render(request)  # type: ignore[arg-type]
+        result: bytes | int = sender.render(request)
         return result
 
     render_HEAD = render_GET
@@ -246,7 +246,7 @@ class FileResource(FilesResource):
         """The reactor's time."""
         return float(self.factory.reactor.seconds())
 
-    def recordGet(self, request: IRequest, record: TransferRecord, outcome: str) -> None:
+    def recordGet(self, request: Request, record: TransferRecord, outcome: str) -> None:
         """Log and count a download as the protocol's are."""
         sent = getattr(request, "sentLength", 0)
         if request.method == b"HEAD":
@@ -255,7 +255,7 @@ class FileResource(FilesResource):
             self.log, self.factory.metrics, peerOf(request), record, sent, self.now(), outcome
         )
 
-    def render_DELETE(self, request: IRequest) -> bytes:
+    def render_DELETE(self, request: Request) -> bytes:
         """Remove a file, a link, or a directory empty but for abandoned partials."""
         session = self.sessions.authorised(request)
         if session is None:
@@ -277,9 +277,7 @@ class FileResource(FilesResource):
                     raise NotAllowed(f"cannot delete: {e.strerror}") from None
         except FileServiceError as e:
             return jsonError(request, statusOf(e), e.message)
-        recordTransfer(
-            self.log, self.factory.metrics, peerOf(request), record, 0, self.now(), OK
-        )
+        recordTransfer(self.log, self.factory.metrics, peerOf(request), record, 0, self.now(), OK)
         return jsonResponse(request, {"ok": True})
 
 
@@ -289,22 +287,24 @@ class UploadResource(FilesResource):
     C{PUT} is answered once L{FilesSite} has streamed its body to disk.
     """
 
-    def render_GET(self, request: IRequest) -> bytes:
+    def render_GET(self, request: Request) -> bytes:
         """The resume offset for an upload of this name and size."""
         try:
             checkPermission(self.factory, self.user(request), "put")
-            size = int(request.args.get(b"size", [b""])[0])  # type: ignore[attr-defined]
+            size = int((request.args or {}).get(b"size", [b""])[0])
             if size < 0:
                 raise ValueError
             if self.factory.maxSize is not None and size > self.factory.maxSize:
-                raise TooLarge(f"{size} bytes is over the server's limit of {self.factory.maxSize}")
+                raise TooLarge(
+                    f"{size} bytes is over the server's limit of {self.factory.maxSize}"
+                )
             return jsonResponse(request, resumeOffset(self.factory, self.name(request), size))
         except ValueError:
             return jsonError(request, http.BAD_REQUEST, "say ?size=BYTES")
         except FileServiceError as e:
             return jsonError(request, statusOf(e), e.message)
 
-    def render_PUT(self, request: IRequest) -> bytes | int:
+    def render_PUT(self, request: Request) -> bytes | int:
         """Store what was streamed, and answer with its size and SHA-256."""
         sink = getattr(request, "upload", None)
         if not isinstance(sink, UploadSink):
@@ -337,7 +337,7 @@ class FilesSite(WebSite):
         """An upload's body goes to disk as it comes; anything else, to memory."""
         if command != b"PUT" or not path.startswith(UPLOAD_PREFIX):
             return None
-        session = self.sessions.authorised(request)
+        session = self.store.authorised(request)
         if session is None:
             raise Refused(http.FORBIDDEN, FORGED)
         if length is None:

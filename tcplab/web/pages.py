@@ -14,8 +14,8 @@ from importlib import resources
 from typing import Any
 
 from twisted.web import http
-from twisted.web.iweb import IRequest
 from twisted.web.resource import NoResource, Resource
+from twisted.web.server import Request
 
 CONTENT_TYPES = {
     ".html": b"text/html; charset=utf-8",
@@ -27,10 +27,10 @@ CONTENT_TYPES = {
 
 def asset(name: str) -> bytes:
     """The contents of one file of C{tcplab/web/static/}."""
-    return resources.files("tcplab.web").joinpath("static", name).read_bytes()
+    return resources.files("tcplab.web").joinpath("static").joinpath(name).read_bytes()
 
 
-def jsonResponse(request: IRequest, document: Any, status: int = http.OK) -> bytes:
+def jsonResponse(request: Request, document: Any, status: int = http.OK) -> bytes:
     """Answer with a JSON document (never cached)."""
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
@@ -38,7 +38,7 @@ def jsonResponse(request: IRequest, document: Any, status: int = http.OK) -> byt
     return json.dumps(document).encode("utf-8")
 
 
-def jsonError(request: IRequest, status: int, message: str, **extra: Any) -> bytes:
+def jsonError(request: Request, status: int, message: str, **extra: Any) -> bytes:
     """Answer with a JSON error: C{{"ok": false, "error": message}}."""
     return jsonResponse(request, {"ok": False, "error": message, **extra}, status)
 
@@ -54,13 +54,13 @@ class Asset(Resource):
         suffix = name[name.rfind(".") :]
         self.contentType = CONTENT_TYPES.get(suffix, b"application/octet-stream")
 
-    def render_GET(self, request: IRequest) -> bytes:
+    def render_GET(self, request: Request) -> bytes:
         """The file, revalidated on each visit."""
         request.setHeader(b"content-type", self.contentType)
         request.setHeader(b"cache-control", b"no-cache")
         return self.body
 
-    def render_HEAD(self, request: IRequest) -> bytes:
+    def render_HEAD(self, request: Request) -> bytes:
         """As GET, without the body (twisted.web drops it)."""
         return self.render_GET(request)
 
@@ -74,7 +74,7 @@ class InfoResource(Resource):
         super().__init__()
         self.info = info
 
-    def render_GET(self, request: IRequest) -> bytes:
+    def render_GET(self, request: Request) -> bytes:
         """The document."""
         return jsonResponse(request, self.info)
 
@@ -95,7 +95,7 @@ class PageRoot(Resource):
         for name, child in api.children.items():
             self.putChild(name, child)
 
-    def getChild(self, path: bytes, request: IRequest) -> Resource:
+    def getChild(self, path: bytes, request: Request) -> Resource:
         """C{/} (and C{/index.html}) is the page; anything unknown is 404."""
         if path in (b"", b"index.html"):
             return self.page

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -39,9 +39,9 @@ MAX_SESSIONS = 10_000
 SESSION_LIFETIME = 12 * 3600.0
 
 
-def setSecurityHeaders(request: IRequest, policy: str = CONTENT_SECURITY_POLICY) -> None:
+def setSecurityHeaders(request: Request, policy: str = CONTENT_SECURITY_POLICY) -> None:
     """Give a response the headers every tcplab page carries."""
-    headers = request.responseHeaders  # type: ignore[attr-defined]
+    headers = request.responseHeaders
     headers.setRawHeaders(b"content-security-policy", [policy.encode("ascii")])
     headers.setRawHeaders(b"x-content-type-options", [b"nosniff"])
     headers.setRawHeaders(b"referrer-policy", [b"no-referrer"])
@@ -50,7 +50,7 @@ def setSecurityHeaders(request: IRequest, policy: str = CONTENT_SECURITY_POLICY)
     headers.setRawHeaders(b"cross-origin-resource-policy", [b"same-origin"])
 
 
-def ownOrigin(request: IRequest) -> bytes | None:
+def ownOrigin(request: Request) -> bytes | None:
     """The origin this request was addressed to (scheme, Host header), or None."""
     host = request.getHeader(b"host")
     if not host:
@@ -59,7 +59,7 @@ def ownOrigin(request: IRequest) -> bytes | None:
     return scheme + b"://" + host.lower()
 
 
-def sameOrigin(request: IRequest, required: bool) -> bool:
+def sameOrigin(request: Request, required: bool) -> bool:
     """
     Whether the request's C{Origin} is this host and port.  A request
     without one passes unless C{required} (browsers always send it on a
@@ -102,7 +102,7 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def find(self, request: IRequest) -> Session | None:
+    def find(self, request: Request) -> Session | None:
         """The live session the request's cookie names, if any."""
         value = request.getCookie(COOKIE)
         if not value:
@@ -115,7 +115,7 @@ class SessionStore:
             return None
         return session
 
-    def start(self, request: IRequest, user: str | None = None) -> Session:
+    def start(self, request: Request, user: str | None = None) -> Session:
         """A new session, its cookie set on the response (replacing any old one)."""
         old = self.find(request)
         if old is not None:
@@ -124,7 +124,7 @@ class SessionStore:
             self._sessions.popitem(last=False)
         session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), self.clock(), user)
         self._sessions[session.key] = session
-        request.addCookie(  # type: ignore[attr-defined]
+        request.addCookie(
             COOKIE,
             session.key.encode("ascii"),
             path=b"/",
@@ -135,17 +135,17 @@ class SessionStore:
         )
         return session
 
-    def findOrStart(self, request: IRequest) -> Session:
+    def findOrStart(self, request: Request) -> Session:
         """The request's session, started if it has none."""
         return self.find(request) or self.start(request)
 
-    def end(self, request: IRequest) -> None:
+    def end(self, request: Request) -> None:
         """Forget the request's session."""
         session = self.find(request)
         if session is not None:
             del self._sessions[session.key]
 
-    def authorised(self, request: IRequest) -> Session | None:
+    def authorised(self, request: Request) -> Session | None:
         """
         The session of a state-changing request that proves it comes from our
         own page (its session's token in the header, and no foreign Origin),

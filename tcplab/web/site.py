@@ -80,7 +80,7 @@ class WebRequest(server.Request):
 
     def gotLength(self, length: int | None) -> None:
         """Choose where the body goes, or refuse the request before reading it."""
-        site: WebSite = self.channel.site
+        site: WebSite = self.channel.site  # type: ignore[attr-defined]
         command = getattr(self.channel, "_command", b"")
         path = getattr(self.channel, "_path", b"")
         try:
@@ -98,7 +98,7 @@ class WebRequest(server.Request):
     def refuse(self, status: int, message: str, **extra: Any) -> None:
         """Answer now, before the body, and close: nothing more is read."""
         self.refused = True
-        transport = self.channel.transport
+        transport: Any = self.channel.transport
         transport.write(jsonBody(status, {"ok": False, "error": message, **extra}))
         transport.loseConnection()
 
@@ -168,7 +168,8 @@ class WebChannel(http.HTTPChannel):
         """Hand the connection to a WebSocket, with a bound on one message."""
         # The channel is the transport's producer; the WebSocket side
         # registers its own (the chat member's slow-consumer detection).
-        self.transport.unregisterProducer()
+        transport: Any = self.transport
+        transport.unregisterProducer()
         self.upgraded = protocol
         receive = protocol.dataReceived
 
@@ -179,11 +180,11 @@ class WebChannel(http.HTTPChannel):
                 if buffer is not None and len(buffer.data) > MAX_WEBSOCKET_MESSAGE:
                     self.log.warn(
                         "{peer}: WebSocket message over {limit} bytes, disconnecting",
-                        peer=self.transport.getPeer(),
+                        peer=transport.getPeer(),
                         limit=MAX_WEBSOCKET_MESSAGE,
                     )
                     buffer.data = buffer.data[:0]
-                    self.transport.abortConnection()
+                    transport.abortConnection()
                     return
 
         protocol.dataReceived = dataReceived  # type: ignore[method-assign]
@@ -212,16 +213,16 @@ class WebSite(server.Site):
     L{WebRequest}s, without twisted.web's own 12-hour idle timer (the
     service's idle timeout applies) and with its sessions.
 
-    @ivar sessions: the browsers' sessions.
+    @ivar store: the browsers' sessions (twisted.web's own C{sessions} are unused).
     """
 
     protocol = WebChannel  # type: ignore[assignment]
-    requestFactory = WebRequest  # type: ignore[assignment]
+    requestFactory = WebRequest
     noisy = False
 
     def __init__(self, resource: IResource, sessions: SessionStore | None = None) -> None:
         super().__init__(resource, timeout=None)
-        self.sessions = sessions if sessions is not None else SessionStore()
+        self.store = sessions if sessions is not None else SessionStore()
         self.displayTracebacks = False
 
     def bodySink(
