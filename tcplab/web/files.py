@@ -145,9 +145,9 @@ class SessionResource(FilesResource):
             {
                 "token": session.token,
                 "user": session.user,
-                "auth": factory.authenticator.enabled,
-                "anonymousReads": factory.anonymousReads,
-                "writable": factory.writable,
+                "auth": bool(factory.authenticator.enabled),
+                "anonymousReads": bool(factory.anonymousReads),
+                "writable": bool(factory.writable),
                 "maxSize": factory.maxSize,
             },
         )
