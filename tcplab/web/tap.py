@@ -34,7 +34,25 @@ WEB_HELP = (
     "e.g. tcp:8080 or ssl:8443:privateKey=key.pem:certKey=cert.pem."
 )
 
+BROWSER_CONNECTIONS = 6
+"""Connections a browser opens to one site at once (Chromium's and Firefox's limit)."""
+
 log = Logger()
+
+
+def webSettings(settings: ServiceSettings) -> ServiceSettings:
+    """
+    The service's settings as the web listener applies them: the same limits
+    and timeouts, except that one person's allowance of connections per
+    address is a browser's (L{BROWSER_CONNECTIONS}) for each the line
+    protocol allows; twisted.web writes through its own producers.
+    """
+    perPeer = settings.maxPerPeer
+    return dataclasses.replace(
+        settings,
+        maxPerPeer=perPeer * BROWSER_CONNECTIONS if perPeer else None,
+        writeDirectly=False,
+    )
 
 
 def addWebListeners(
@@ -50,7 +68,7 @@ def addWebListeners(
 
     @raise SystemExit: a malformed description (one line, status 10).
     """
-    observer = ConnectionObserver(site, settings)
+    observer = ConnectionObserver(site, webSettings(settings))
 
     def webConnections() -> list[Sample]:
         samples = observer.collectMetrics()
@@ -98,8 +116,7 @@ def addChatWeb(
 
     api = chatResource(factory, factory.authenticator.enabled)
     site = WebSite(PageRoot("chat.html", ["chat.js", "style.css"], api))
-    webSettings = dataclasses.replace(settings, writeDirectly=False)
-    return addWebListeners(parent, webSettings, descriptions, site, factory.metrics)
+    return addWebListeners(parent, settings, descriptions, site, factory.metrics)
 
 
 def addFilesWeb(
@@ -108,7 +125,4 @@ def addFilesWeb(
     """The files page on C{descriptions}, serving C{factory}'s root with its rules."""
     from tcplab.web.files import FilesSite
 
-    # Uploads read in bulk as the frame protocol does; twisted.web writes
-    # through its own producers.
-    webSettings = dataclasses.replace(settings, writeDirectly=False)
-    return addWebListeners(parent, webSettings, descriptions, FilesSite(factory), factory.metrics)
+    return addWebListeners(parent, settings, descriptions, FilesSite(factory), factory.metrics)

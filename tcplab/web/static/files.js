@@ -78,7 +78,6 @@
       body.replaceChildren();
       return;
     }
-    setStatus("");
     const rows = listing.entries.map(function (entry) {
       const row = document.createElement("tr");
       const nameCell = document.createElement("td");
@@ -220,6 +219,6 @@
     list();
   });
 
-  window.addEventListener("hashchange", list);
+  window.addEventListener("hashchange", function () { setStatus(""); list(); });
   loadSession().then(list).catch(function (e) { setStatus("cannot reach the server: " + e.message); });
 })();
