@@ -309,3 +309,52 @@ def test_deleteAsksForConfirmation(browser: Any, files: WebServer, share: Path) 
     page.locator("#status", has_text="deleted old.log").wait_for()
     assert not (share / "old.log").exists()
     page.close()
+
+
+def test_webMemberHasTheLineProtocolsRules(browser: Any, chat: WebServer) -> None:
+    """Over the page's socket, an over-long line is refused and a flood is slowed, as over nc."""
+    page = joinChat(browser, chat, "dave")
+    page.evaluate("""() => {
+        const line = document.getElementById("line");
+        const form = document.getElementById("say");
+        line.removeAttribute("maxlength");
+        line.value = "x".repeat(600);
+        form.requestSubmit();
+    }""")
+    page.locator("#log li", has_text="line too long (600 bytes, at most 512)").wait_for()
+    for i in range(15):
+        say(page, f"spam {i}")
+    page.locator("#log li", has_text="slow down").wait_for()
+    say(page, "/who")
+    page.locator("#log li", has_text="dave").last.wait_for()
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def accountChat() -> Iterator[WebServer]:
+    """A chat service where the nickname alice is an account."""
+    web = WebServer("tcplab-chat", ["--auth", "memory:alice:secret"])
+    yield web
+    web.stop()
+
+
+def test_registeredNickAsksForThePassword(browser: Any, accountChat: WebServer) -> None:
+    """With --auth the page asks for a password, and only the right one gets the nickname."""
+    page = browser.new_page(viewport=PHONE)
+    page.set_default_timeout(TIMEOUT)
+    page.goto(accountChat.origin + "/")
+    page.locator("#password").wait_for()
+    page.fill("#nick", "alice")
+    page.fill("#password", "wrong")
+    page.press("#password", "Enter")
+    page.locator("#log li", has_text="wrong password for alice").wait_for()
+    page.close()
+    page = browser.new_page(viewport=PHONE)
+    page.set_default_timeout(TIMEOUT)
+    page.goto(accountChat.origin + "/")
+    page.locator("#password").wait_for()
+    page.fill("#nick", "alice")
+    page.fill("#password", "secret")
+    page.press("#password", "Enter")
+    page.locator("#log li", has_text="is now known as alice").wait_for()
+    page.close()

@@ -10,6 +10,7 @@ import http.client
 import json
 import re
 import shutil
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,13 +32,19 @@ def browserBinary() -> str | None:
 class WebServer:
     """A real twistd service with one C{--web} listener on loopback."""
 
-    def __init__(self, plugin: str, args: Sequence[str] = ()) -> None:
-        self.server = ServerProcess(
-            plugin, ["--web", "tcp:0:interface=127.0.0.1", *args]
-        )
+    def __init__(
+        self,
+        plugin: str,
+        args: Sequence[str] = (),
+        web: str = "tcp:0:interface=127.0.0.1",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.server = ServerProcess(plugin, ["--web", web, *args])
         self.port = self.server.port
         self.webPort = int(self.server.waitForLine(WEB_LISTENING).group(1))
-        self.origin = f"http://127.0.0.1:{self.webPort}"
+        self.tls = tls
+        scheme = "https" if tls is not None else "http"
+        self.origin = f"{scheme}://127.0.0.1:{self.webPort}"
 
     def stop(self) -> int:
         """Stop the server; return its exit status."""
@@ -45,14 +52,15 @@ class WebServer:
 
     def client(self) -> Page:
         """A new client with its own session."""
-        return Page(self.webPort)
+        return Page(self.webPort, self.tls)
 
 
 class Page:
     """What a page's JavaScript does over HTTP: one session cookie, one token."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.tls = tls
         self.cookie: str | None = None
         self.token = ""
 
@@ -65,8 +73,16 @@ class Page:
         token: bool = True,
     ) -> tuple[int, dict[str, str], bytes]:
         """One request; return the status, the headers (lower-case) and the body."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        sent = {"Origin": f"http://127.0.0.1:{self.port}"}
+        self.lastCookie = ""
+        connection: http.client.HTTPConnection
+        if self.tls is not None:
+            connection = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=30, context=self.tls
+            )
+            sent = {"Origin": f"https://127.0.0.1:{self.port}"}
+        else:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            sent = {"Origin": f"http://127.0.0.1:{self.port}"}
         if self.cookie:
             sent["Cookie"] = self.cookie
         if token and self.token:
@@ -79,6 +95,7 @@ class Page:
             found = {k.lower(): v for k, v in response.getheaders()}
             cookie = response.getheader("set-cookie")
             if cookie:
+                self.lastCookie = cookie
                 self.cookie = cookie.split(";", 1)[0]
             return response.status, found, data
         finally:
