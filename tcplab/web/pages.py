@@ -14,7 +14,8 @@ from importlib import resources
 from typing import Any
 
 from twisted.web import http
-from twisted.web.resource import NoResource, Resource
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 CONTENT_TYPES = {
@@ -95,8 +96,8 @@ class PageRoot(Resource):
         for name, child in api.children.items():
             self.putChild(name, child)
 
-    def getChild(self, path: bytes, request: Request) -> Resource:
+    def getChild(self, path: bytes, request: Request) -> IResource:
         """C{/} (and C{/index.html}) is the page; anything unknown is 404."""
         if path in (b"", b"index.html"):
             return self.page
-        return NoResource()
+        return notFound()

@@ -150,7 +150,7 @@ def test_twoPagesAndASocketChatInOneRoom(browser: Any, chat: WebServer, shots: P
         page.locator("#log li", has_text="three from the socket").wait_for()
     lines = sock.waitFor("two from bob")
     assert lines.index("<alice> one from alice") < lines.index("<bob> two from bob")
-    for page, me in ((alice, "alice"), (bob, "bob")):
+    for page in (alice, bob):
         shown = logLines(page)
         order = [
             next(i for i, line in enumerate(shown) if text in line)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import recvExactly
-from tests.web.webtools import Page, WebServer
+from tests.web.webtools import WebServer
 
 pytestmark = pytest.mark.subprocess
 
@@ -143,7 +143,8 @@ def test_oversizedUploadIsRefusedBeforeItsBody(server: WebServer, share: Path) -
         size = 5 * 1024 * 1024
         sock.sendall(
             (
-                f"PUT /api/upload/big.bin?size={size} HTTP/1.1\r\nHost: 127.0.0.1:{server.webPort}\r\n"
+                f"PUT /api/upload/big.bin?size={size} HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{server.webPort}\r\n"
                 f"Cookie: {page.cookie}\r\nX-Tcplab-Token: {page.token}\r\n"
                 f"Content-Length: {size}\r\n\r\n"
             ).encode()
