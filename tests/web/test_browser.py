@@ -8,9 +8,12 @@ saved under the pytest temporary directory and its path printed; with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,19 +183,48 @@ def test_htmlInAMessageRendersAsText(browser: Any, chat: WebServer) -> None:
     page.close()
 
 
-def test_chatSocketRefusesAnotherOrigin(browser: Any, chat: WebServer, files: WebServer) -> None:
+@contextlib.contextmanager
+def otherSite() -> Iterator[str]:
+    """A plain page served on loopback: another origin, as a hostile site would be."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<!doctype html><p>elsewhere</p>"
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_chatSocketRefusesAnotherOrigin(browser: Any, chat: WebServer) -> None:
     """A page from another origin cannot open the chat's WebSocket (403 at the handshake)."""
     page = browser.new_page()
-    page.goto(files.origin + "/")
-    opened = page.evaluate(
-        """url => new Promise(done => {
-            const ws = new WebSocket(url);
-            ws.onopen = () => done("open");
-            ws.onerror = () => done("refused");
-        })""",
-        f"ws://127.0.0.1:{chat.webPort}/ws",
-    )
-    assert opened == "refused"
+    # A page of another origin on this machine, without our CSP (which would
+    # stop it in the browser before the server is asked).
+    script = """url => new Promise(done => {
+        const ws = new WebSocket(url);
+        ws.onopen = () => done("open");
+        ws.onerror = () => done("refused");
+    })"""
+    with otherSite() as elsewhere:
+        page.goto(elsewhere)
+        assert page.evaluate(script, f"ws://127.0.0.1:{chat.webPort}/ws") == "refused"
+    page.goto(chat.origin + "/")  # our own page may (connect-src 'self')
+    assert page.evaluate(script, f"ws://127.0.0.1:{chat.webPort}/ws") == "open"
     page.close()
 
 
@@ -233,7 +265,6 @@ def test_downloadFromThePage(browser: Any, files: WebServer, share: Path, shots:
     page = openFiles(browser, files)
     link = page.locator("#entries a", has_text="report.txt")
     link.wait_for()
-    screenshot(page, shots, "files")
     with page.expect_download() as info:
         link.click()
     saved = info.value.path()
@@ -242,7 +273,7 @@ def test_downloadFromThePage(browser: Any, files: WebServer, share: Path, shots:
 
 
 def test_interruptedUploadIsResumedByThePage(
-    browser: Any, files: WebServer, share: Path, tmp_path: Path
+    browser: Any, files: WebServer, share: Path, tmp_path: Path, shots: Path
 ) -> None:
     """After a connection cut mid-upload, the page asks the offset and sends only the rest."""
     data = os.urandom(3 * 1024 * 1024)
@@ -272,6 +303,8 @@ def test_interruptedUploadIsResumedByThePage(
     assert "resuming at 1.0 MiB" in done.inner_text()
     assert done.get_attribute("data-sha256") == hashlib.sha256(data).hexdigest()
     assert (share / "resume.bin").read_bytes() == data
+    page.locator("#entries a", has_text="resume.bin").wait_for()
+    screenshot(page, shots, "files")
     page.close()
 
 
@@ -322,8 +355,11 @@ def test_webMemberHasTheLineProtocolsRules(browser: Any, chat: WebServer) -> Non
         form.requestSubmit();
     }""")
     page.locator("#log li", has_text="line too long (600 bytes, at most 512)").wait_for()
-    for i in range(15):
-        say(page, f"spam {i}")
+    page.evaluate("""() => {
+        const line = document.getElementById("line");
+        const form = document.getElementById("say");
+        for (let i = 0; i < 20; i++) { line.value = "spam " + i; form.requestSubmit(); }
+    }""")
     page.locator("#log li", has_text="slow down").wait_for()
     say(page, "/who")
     page.locator("#log li", has_text="dave").last.wait_for()
