@@ -218,7 +218,8 @@ class UploadSink:
         if self.failure is not None:
             raise self.failure
         upload = self.upload
-        assert upload is not None
+        if upload is None:
+            raise BadRequest("the upload was interrupted; send the rest again")
         if not upload.complete:
             self.release(keep=True)
             self.recordTransfer(upload, INTERRUPTED, "partial kept")
