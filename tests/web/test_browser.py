@@ -394,3 +394,23 @@ def test_registeredNickAsksForThePassword(browser: Any, accountChat: WebServer) 
     page.press("#password", "Enter")
     page.locator("#log li", has_text="is now known as alice").wait_for()
     page.close()
+
+
+def test_filesDroppedOnThePageAreUploaded(browser: Any, files: WebServer, share: Path) -> None:
+    """Two files dropped on the page are uploaded, each with its own progress and SHA-256."""
+    page = openFiles(browser, files, "#/photos")
+    page.locator("#drop").wait_for()
+    page.evaluate("""() => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File(["first dropped file"], "one.txt"));
+        transfer.items.add(new File(["second dropped file"], "two.txt"));
+        const drop = document.getElementById("drop");
+        drop.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+    }""")
+    done = page.locator("#uploads li.done")
+    done.nth(1).wait_for()
+    assert done.count() == 2
+    assert (share / "photos" / "one.txt").read_bytes() == b"first dropped file"
+    digest = hashlib.sha256(b"second dropped file").hexdigest()
+    assert done.nth(1).get_attribute("data-sha256") == digest
+    page.close()

@@ -11,6 +11,7 @@
   const room = document.getElementById("room");
   let socket = null;
   let pendingNick = null;
+  let myNick = null; // as the server says: the local echo of our own lines uses it
 
   function show(text) {
     const item = document.createElement("li");
@@ -48,6 +49,10 @@
     });
     socket.addEventListener("message", function (event) {
       const text = String(event.data);
+      const welcome = /^\*\*\* Welcome to tcplab chat, (\S+)\./.exec(text);
+      const renamed = /^\*\*\* (\S+) is now known as (\S+)$/.exec(text);
+      if (welcome) myNick = welcome[1];
+      else if (renamed && renamed[1] === myNick) myNick = renamed[2];
       show(text);
       if (pendingNick && /is a registered nickname/.test(text)) {
         document.getElementById("password-row").hidden = false;
@@ -79,7 +84,7 @@
     const text = line.value;
     if (!socket || socket.readyState !== WebSocket.OPEN || !text) return;
     socket.send(text);
-    if (!text.startsWith("/")) show("<" + (pendingNick || "me") + "> " + text);
+    if (!text.startsWith("/")) show("<" + (myNick || pendingNick || "me") + "> " + text);
     line.value = "";
   });
 })();
