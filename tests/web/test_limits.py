@@ -11,6 +11,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from wsproto import ConnectionType, WSConnection
@@ -127,3 +128,63 @@ def test_webConnectionsAreInTheMetrics(chat: WebServer) -> None:
     assert re.search(
         r'tcplab_connections_total\{listener="web",service="tcplab-chat"\} [1-9]', text
     )
+
+
+def test_webSocketMessageDribbledIsCut(chat: WebServer) -> None:
+    """A WebSocket frame whose payload arrives a byte at a time is cut after --message-timeout."""
+    sock, ws, _ = openChatSocket(chat.webPort, chat.origin)
+    with sock:
+        frame = ws.send(TextMessage("y" * 100))
+        sock.sendall(frame[:20])
+        assert closedWithin(sock, 8.0, frame[20:])
+
+
+def test_webMemberThatStopsReadingIsCut(tmp_path: Any) -> None:
+    """A browser member that stops reading is cut past --max-pending; a reader gets everything."""
+    web = WebServer("tcplab-chat", ["--flood-rate", "0", "--max-pending", "65536"])
+    try:
+        sleeper = socket.socket()
+        sleeper.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sleeper.connect(("127.0.0.1", web.webPort))
+        sleeper.settimeout(10)
+        ws = WSConnection(ConnectionType.CLIENT)
+        request = Request(
+            host=f"127.0.0.1:{web.webPort}",
+            target="/ws",
+            extra_headers=[(b"origin", web.origin.encode())],
+        )
+        sleeper.sendall(ws.send(request))
+        ws.receive_data(sleeper.recv(65536))
+        sleeper.sendall(ws.send(TextMessage("/nick sleeper")))
+        reader = LineReader(web.port, "reader")
+        talker = LineReader(web.port, "talker")
+        reader.until(b"talker joined")
+        line = b"y" * 500
+        sent = 0
+        while b"sleeper left" not in reader.buffer and sent < 80000:
+            talker.sock.sendall(b"".join(b"%06d %s\r\n" % (sent + n, line) for n in range(100)))
+            sent += 100
+            reader.until(b"%06d %s\r\n" % (sent - 1, line))
+        reader.until(b"*** sleeper left #lobby")
+        assert reader.buffer.count(b"<talker> ") == sent
+        sleeper.close()
+        reader.sock.close()
+        talker.sock.close()
+    finally:
+        web.stop()
+
+
+class LineReader:
+    """A line-protocol chat client over a blocking socket."""
+
+    def __init__(self, port: int, nick: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.sock.sendall(f"/nick {nick}\r\n".encode())
+        self.buffer = b""
+
+    def until(self, text: bytes) -> None:
+        """Read until C{text} has arrived."""
+        while text not in self.buffer[-200_000:]:
+            chunk = self.sock.recv(1 << 20)
+            assert chunk, f"closed before {text!r}"
+            self.buffer += chunk
