@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from tcplab.chat.protocol import ChatFactory, ChatProtocol
 from tcplab.interfaces import IGracefulStop
+from tcplab.web.pages import InfoResource
 from tcplab.web.security import sameOrigin
 
 
@@ -46,7 +47,10 @@ class LineFrames:
         """Send each line of C{data} as one text message."""
         if self.closed:
             return
-        for line in data.split(b"\r\n")[:-1] if data.endswith(b"\r\n") else data.split(b"\r\n"):
+        lines = data.split(b"\r\n")
+        if not lines[-1]:
+            del lines[-1]  # the line end of the last line
+        for line in lines:
             self.socket.sendTextMessage(line.decode("utf-8", "replace"))
 
     def writeSequence(self, chunks: list[bytes]) -> None:
@@ -183,8 +187,6 @@ class ChatSocketResource(WebSocketResource):
 
 def chatResource(factory: ChatFactory, authEnabled: bool) -> Resource:
     """The resources of the chat page: C{/ws} and C{/api/info}."""
-    from tcplab.web.pages import InfoResource
-
     root = Resource()
     root.putChild(b"ws", ChatSocketResource(factory))
     api = Resource()

@@ -77,6 +77,8 @@ class WebRequest(server.Request):
 
     sink: BodySink | None = None
     refused = False
+    bodySize = 0
+    """Bytes of a body kept in memory so far (chunked bodies have no length up front)."""
 
     def gotLength(self, length: int | None) -> None:
         """Choose where the body goes, or refuse the request before reading it."""
@@ -85,15 +87,11 @@ class WebRequest(server.Request):
         path = getattr(self.channel, "_path", b"")
         try:
             self.sink = site.bodySink(self, command, path, length)
-            if self.sink is None and (length is None or length > MAX_BODY):
-                if length is None and command in (b"GET", b"HEAD", b"OPTIONS"):
-                    length = 0  # no body at all
-                elif length is None or length > MAX_BODY:
-                    raise Refused(http.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+            if self.sink is None and length is not None and length > MAX_BODY:
+                raise Refused(http.REQUEST_ENTITY_TOO_LARGE, f"request body over {MAX_BODY} bytes")
         except Refused as e:
             self.refuse(e.status, e.message, **e.extra)
-            length = 0
-        super().gotLength(0 if self.sink is not None else length)
+        super().gotLength(0 if self.sink is not None or self.refused else length)
 
     def refuse(self, status: int, message: str, **extra: Any) -> None:
         """Answer now, before the body, and close: nothing more is read."""
@@ -108,8 +106,12 @@ class WebRequest(server.Request):
             return
         if self.sink is not None:
             self.sink.chunk(data)
-        else:
-            super().handleContentChunk(data)
+            return
+        self.bodySize += len(data)
+        if self.bodySize > MAX_BODY:
+            self.refuse(http.REQUEST_ENTITY_TOO_LARGE, f"request body over {MAX_BODY} bytes")
+            return
+        super().handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """A refused request was answered already; the others are processed."""

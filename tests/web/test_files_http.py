@@ -6,6 +6,7 @@ service's storage, deletes, and the checks against cross-site requests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -212,3 +213,23 @@ def test_readOnlyServerRefusesUploads(tmp_path: Path) -> None:
         assert status == 403 and (tmp_path / "keep.txt").exists()
     finally:
         web.stop()
+
+
+def test_bodiesOutsideUploadsAreBounded(server: WebServer) -> None:
+    """A login body over 64 KiB, announced or chunked, is refused with 413 instead of kept."""
+    page = server.client()
+    page.start()
+    status, _, _ = page.request("POST", "/api/login", b"x" * (65 * 1024))
+    assert status == 413
+    with socket.create_connection(("127.0.0.1", server.webPort), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1:{server.webPort}\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+        )
+        chunk = b"%x\r\n%s\r\n" % (32 * 1024, b"x" * 32 * 1024)
+        with contextlib.suppress(OSError):
+            for _ in range(4):
+                sock.sendall(chunk)
+        assert sock.recv(12) == b"HTTP/1.1 413"
