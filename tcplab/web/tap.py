@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from twisted.application.service import MultiService
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IProtocolNegotiationFactory
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from tcplab.errors import CannotListen
 from tcplab.metrics import Metrics, Sample
@@ -38,6 +39,21 @@ BROWSER_CONNECTIONS = 6
 """Connections a browser opens to one site at once (Chromium's and Firefox's limit)."""
 
 log = Logger()
+
+
+@implementer(IProtocolNegotiationFactory)
+class WebObserver(ConnectionObserver):
+    """
+    The connection wrapper of a web listener, which says over TLS (ALPN) that
+    it speaks HTTP/1.1.  Twisted 26.10 answers a client offering ALPN -- every
+    browser, curl -- with an internal-error alert when the listening factory
+    names no protocols, so a plain L{ConnectionObserver} on C{ssl:} would
+    fail every browser's handshake.
+    """
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """HTTP/1.1 only (twisted.web's HTTP/2 is not used here)."""
+        return [b"http/1.1"]
 
 
 def webSettings(settings: ServiceSettings) -> ServiceSettings:
@@ -68,7 +84,7 @@ def addWebListeners(
 
     @raise SystemExit: a malformed description (one line, status 10).
     """
-    observer = ConnectionObserver(site, webSettings(settings))
+    observer = WebObserver(site, webSettings(settings))
 
     def webConnections() -> list[Sample]:
         samples = observer.collectMetrics()

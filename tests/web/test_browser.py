@@ -13,6 +13,7 @@ import hashlib
 import http.server
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import runTcplab
+from tests.support import makeCertificates, runTcplab, tlsListen
 from tests.web.webtools import WebServer, browserBinary
 
 CHROMIUM = browserBinary()
@@ -414,3 +415,37 @@ def test_filesDroppedOnThePageAreUploaded(browser: Any, files: WebServer, share:
     digest = hashlib.sha256(b"second dropped file").hexdigest()
     assert done.nth(1).get_attribute("data-sha256") == digest
     page.close()
+
+
+@pytest.fixture(scope="module")
+def accountFiles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    """A files service with accounts only, its page over TLS."""
+    base = tmp_path_factory.mktemp("browser-tls")
+    paths = makeCertificates(base)
+    (base / "root").mkdir()
+    (base / "root" / "members.txt").write_bytes(b"members only")
+    web = WebServer(
+        "tcplab-files",
+        ["--root", str(base / "root"), "--auth", "memory:alice:secret", "--no-anonymous"],
+        web=tlsListen(paths),
+        tls=ssl.create_default_context(cafile=str(paths["ca"])),
+    )
+    yield web
+    web.stop()
+
+
+def test_loginFormOverTls(browser: Any, accountFiles: WebServer) -> None:
+    """Over TLS, the login form is all an anonymous visitor sees until alice logs in."""
+    context = browser.new_context(ignore_https_errors=True, viewport=PHONE)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(accountFiles.origin + "/")
+    page.locator("#login").wait_for()
+    assert page.locator("#entries tr").count() == 0
+    page.fill("#user", "alice")
+    page.fill("#password", "secret")
+    page.press("#password", "Enter")
+    page.locator("#entries a", has_text="members.txt").wait_for()
+    assert page.locator("#who").inner_text() == "logged in as alice"
+    assert page.locator("#login").is_hidden()
+    context.close()

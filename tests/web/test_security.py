@@ -21,6 +21,7 @@ from tcplab.web.paths import nameFromRawPath, nameFromSegments
 from tcplab.web.qr import announce, qrText, urlsFor
 from tcplab.web.security import TOKEN_HEADER, SessionStore, sameOrigin
 from tcplab.web.site import WebSite
+from tcplab.web.tap import announceListener
 
 
 def request(headers: dict[bytes, bytes], secure: bool = False) -> Request:
@@ -139,4 +140,28 @@ def test_announcementPrintsTheUrlAndAQrCode() -> None:
     assert "█" in text and len(qrText("http://192.168.1.5:8080/").splitlines()) >= 12
     out = io.StringIO()
     announce("x", [], out)
+    assert out.getvalue() == ""
+
+
+class FakePort:
+    """A listening port bound where the test says."""
+
+    def __init__(self, address: object) -> None:
+        self.address = address
+
+    def getHost(self) -> object:
+        """The bound address."""
+        return self.address
+
+
+def test_listenerOnAllInterfacesIsAnnouncedWithAQrCode() -> None:
+    """A listener on 0.0.0.0 prints this machine's URLs and a QR code; loopback prints nothing."""
+    out = io.StringIO()
+    announceListener("tcplab-files web", FakePort(IPv4Address("TCP", "0.0.0.0", 8081)), False, out)
+    urls = urlsFor(IPv4Address("TCP", "0.0.0.0", 8081), False)
+    if urls:  # a machine with no network but loopback has nothing to announce
+        assert f"open {urls[0]} in a browser" in out.getvalue()
+        assert qrText(urls[0]) in out.getvalue()
+    out = io.StringIO()
+    announceListener("x", FakePort(IPv4Address("TCP", "127.0.0.1", 8081)), False, out)
     assert out.getvalue() == ""
