@@ -103,15 +103,17 @@ class ChatSocket:
         self.frames: LineFrames | None = None
 
     def negotiationStarted(self, transport: WebSocketTransport) -> None:
-        """The socket is ours: connect a chat member to it."""
+        """The socket is ours: keep it for the member made once the handshake is sent."""
         self.frames = LineFrames(transport, self.request)
+
+    def negotiationFinished(self) -> None:
+        """The handshake's answer is on its way: connect a chat member (it greets at once)."""
+        if self.frames is None or self.frames.closed:
+            return
         member = self.factory.buildProtocol(self.frames.peer)
         assert isinstance(member, ChatProtocol)
         self.member = member
         member.makeConnection(self.frames)
-
-    def negotiationFinished(self) -> None:
-        """Nothing more to set up."""
 
     def pongReceived(self, payload: bytes) -> None:
         """Pings are not used."""
