@@ -7,6 +7,7 @@ slow-drip marker of the HTTP channel, and the start-up QR announcement.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -154,14 +155,19 @@ class FakePort:
         return self.address
 
 
+def anyPort(address: object) -> Any:
+    """A L{FakePort}, as the listening port the announcement expects."""
+    return FakePort(address)
+
+
 def test_listenerOnAllInterfacesIsAnnouncedWithAQrCode() -> None:
     """A listener on 0.0.0.0 prints this machine's URLs and a QR code; loopback prints nothing."""
     out = io.StringIO()
-    announceListener("tcplab-files web", FakePort(IPv4Address("TCP", "0.0.0.0", 8081)), False, out)
+    announceListener("tcplab-files web", anyPort(IPv4Address("TCP", "0.0.0.0", 8081)), False, out)
     urls = urlsFor(IPv4Address("TCP", "0.0.0.0", 8081), False)
     if urls:  # a machine with no network but loopback has nothing to announce
         assert f"open {urls[0]} in a browser" in out.getvalue()
         assert qrText(urls[0]) in out.getvalue()
     out = io.StringIO()
-    announceListener("x", FakePort(IPv4Address("TCP", "127.0.0.1", 8081)), False, out)
+    announceListener("x", anyPort(IPv4Address("TCP", "127.0.0.1", 8081)), False, out)
     assert out.getvalue() == ""
