@@ -28,6 +28,7 @@ def test_webListenersJoinTheTreeWithABrowsersShare(tmp_path: Path) -> None:
         ["--web", "tcp:0:interface=127.0.0.1", "--web", r"tcp6:0:interface=\:\:1"]
     )
     service = chatTap.makeService(options)
+    assert isinstance(service, ListeningService)
     [web] = [c for c in service if isinstance(c, ListeningService)]
     assert [e.description for e in web.endpoints] == options["web"]
     observer = web.factory
@@ -42,6 +43,7 @@ def test_filesWebServesTheSameRoot(tmp_path: Path) -> None:
     options = filesTap.Options()
     options.parseOptions(["--root", str(tmp_path), "--web", "tcp:0:interface=127.0.0.1"])
     service = filesTap.makeService(options)
+    assert isinstance(service, ListeningService)
     [web] = [c for c in service if isinstance(c, ListeningService)]
     site = web.factory.wrappedFactory  # type: ignore[attr-defined]
     assert isinstance(site, FilesSite)
