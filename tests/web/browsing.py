@@ -24,6 +24,8 @@ BROWSER_MARKS = [
         CHROMIUM is None, reason="no Chromium binary: apt-get install chromium (.ci/run does)"
     ),
 ]
+SAVED: list[Path] = []
+"""Screenshots taken in this run (listed in the terminal summary, see conftest.py)."""
 PHONE = {"width": 390, "height": 760}
 TIMEOUT = 20_000
 """Milliseconds a page may take for any one step."""
@@ -34,6 +36,7 @@ def screenshot(page: Any, shots: Path, name: str) -> None:
     path = shots / f"{name}.png"
     page.screenshot(path=str(path))
     print(f"screenshot of the {name} page: {path}")
+    SAVED.append(path)
     extra = os.environ.get("TCPLAB_SCREENSHOTS")
     if extra:
         page.screenshot(path=str(Path(extra) / f"{name}.png"))

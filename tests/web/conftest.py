@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.browsing import CHROMIUM
+from tests.web.browsing import CHROMIUM, SAVED
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +31,9 @@ def browser() -> Iterator[Any]:
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where this run's screenshots go."""
     return tmp_path_factory.mktemp("screenshots")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where this run's screenshots of the pages are, for a person to look at."""
+    for path in SAVED:
+        terminalreporter.write_line(f"screenshot of the {path.stem} page: {path}")

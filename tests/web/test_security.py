@@ -7,6 +7,7 @@ slow-drip marker of the HTTP channel, and the start-up QR announcement.
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 
 from tcplab.files.errors import BadRequest, NotAllowed
-from tcplab.web.pages import PageRoot
+from tcplab.web.pages import PageRoot, asset
 from tcplab.web.paths import nameFromRawPath, nameFromSegments
 from tcplab.web.qr import announce, qrText, urlsFor
 from tcplab.web.security import TOKEN_HEADER, SessionStore, sameOrigin
@@ -171,3 +172,17 @@ def test_listenerOnAllInterfacesIsAnnouncedWithAQrCode() -> None:
     out = io.StringIO()
     announceListener("x", anyPort(IPv4Address("TCP", "127.0.0.1", 8081)), False, out)
     assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize("name", ["chat.html", "chat.js", "files.html", "files.js", "style.css"])
+def test_assetsAskForNothingElsewhereAndHaveNoInlineCode(name: str) -> None:
+    """The pages load nothing from elsewhere and hold no inline script, style or handler."""
+    text = asset(name).decode("utf-8")
+    assert "http://" not in text and "https://" not in text and "//cdn" not in text
+    if name.endswith(".html"):
+        assert re.findall(r"<script(?![^>]*\bsrc=)", text) == []
+        assert "<style" not in text and " style=" not in text
+        assert re.findall(r"\son[a-z]+=", text) == []
+        assert '<meta name="viewport"' in text
+    if name.endswith(".js"):
+        assert "innerHTML" not in text and "insertAdjacentHTML" not in text
