@@ -13,17 +13,25 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any
 from urllib.parse import quote
 
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http, server, static
+from twisted.web import http, server
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from tcplab.auth import LoginFailed
+
+with warnings.catch_warnings():
+    # twisted.web.static builds deprecated error pages at import time (Twisted
+    # 26.10); we use only its File resource, for ranges and producers.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from twisted.web import static
+
 from tcplab.files.errors import (
     AlreadyExists,
     AuthFailed,
