@@ -74,6 +74,14 @@ class Options(AuthServiceOptions):
         ],
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["web"] = []
+
+    def opt_web(self, description: str) -> None:
+        """Also serve the chat's web page here (repeatable; off by default): tcp:8080"""
+        self["web"].append(description)
+
     def opt_max_clients(self, value: str) -> None:
         """Refuse clients beyond this many at once (same as --max-connections)."""
         self["max-connections"] = int(value)
@@ -133,6 +141,10 @@ def makeService(options: Options) -> IService:
     )
     settings = options.settings(SERVICE_NAME, writeDirectly=True)
     service = makeListeningService(settings, factory, metrics=factory.metrics)
+    if options["web"]:
+        from tcplab.web.tap import addChatWeb
+
+        addChatWeb(service, settings, options["web"], factory)
     if options["chat-log"]:
         ChatLogService(hub, options["chat-log"], factory.metrics).setServiceParent(service)
     return service

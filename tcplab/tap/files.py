@@ -79,6 +79,11 @@ class Options(AuthServiceOptions):
     def __init__(self) -> None:
         super().__init__()
         self["tutorial-listen"] = []
+        self["web"] = []
+
+    def opt_web(self, description: str) -> None:
+        """Also serve the files web page here (repeatable; off by default): tcp:8081"""
+        self["web"].append(description)
 
     def opt_tutorial_listen(self, description: str) -> None:
         """Also listen here (repeatable) for the tutorials' downloader and uploader."""
@@ -118,6 +123,10 @@ def makeService(options: Options) -> IService:
     factory = makeFactory(options)
     settings = options.settings(SERVICE_NAME, readSize=BULK_READ_SIZE, writeDirectly=True)
     service = makeListeningService(settings, factory, metrics=factory.metrics)
+    if options["web"]:
+        from tcplab.web.tap import addFilesWeb
+
+        addFilesWeb(service, settings, options["web"], factory)
     if not options["tutorial-listen"]:
         return service
     # Its connections are counted apart (a listener label), its transfers
