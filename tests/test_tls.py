@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,28 @@ def test_file_put_and_get_over_tls(certificates: dict[str, Path], tmp_path: Path
         got = runTcplab("get", address, "upload.bin", "-o", str(copy), "--cafile", ca, "--quiet")
         assert got.returncode == 0, got.stderr
         assert copy.read_bytes() == payload
+
+
+def test_client_offering_alpn_is_served(certificates: dict[str, Path]) -> None:
+    """A client offering ALPN protocols the service does not name (as browsers and curl
+    do) completes its handshake without one and is echoed (Twisted 26.10 alone refuses it)."""
+    context = ssl.create_default_context(cafile=str(certificates["ca"]))
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with (
+        ServerProcess("tcplab-echo", ["--listen", tlsListen(certificates)]) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        assert sock.selected_alpn_protocol() is None
+        sock.sendall(b"alpn")
+        assert recvExactly(sock, 4) == b"alpn"
+
+
+def test_ssl_endpoint_keeps_its_context_where_tcplab_looks() -> None:
+    """Canary: the ssl: endpoint's TLS options are where tcplab.alpn fixes them up."""
+    from twisted.internet import endpoints
+    from twisted.internet.testing import MemoryReactor
+
+    paths = makeCertificates(Path(tempfile.mkdtemp()))
+    endpoint = endpoints.serverFromString(MemoryReactor(), tlsListen(paths))
+    assert hasattr(endpoint._sslContextFactory, "getContext")

@@ -51,9 +51,14 @@ def parseEndpoint(reactor: Any, description: str, option: str = "--listen") -> A
         the C{option} it came from.
     """
     try:
-        return serverFromString(reactor, withBacklog(description))
+        endpoint = serverFromString(reactor, withBacklog(description))
     except Exception as e:
         raise CannotListen(f"bad {option} {description!r}: {describeError(e)}") from None
+    if description.startswith("ssl:"):
+        from tcplab.alpn import tolerateALPN
+
+        tolerateALPN(endpoint)
+    return endpoint
 
 
 class _BindingService(Service):
