@@ -98,9 +98,7 @@ def reusePortEndpoint(endpoint: Any, description: str) -> ReusePortEndpoint:
         or on port 0 (every worker would get a port of its own).
     """
     if not isinstance(endpoint, TCP4ServerEndpoint | TCP6ServerEndpoint):
-        raise CannotListen(
-            f"--listen {description!r}: --workers needs tcp: or tcp6: addresses"
-        )
+        raise CannotListen(f"--listen {description!r}: --workers needs tcp: or tcp6: addresses")
     port = endpoint._port
     if port == 0:
         raise CannotListen(f"--listen {description!r}: --workers needs a fixed port, not 0")
@@ -117,7 +115,9 @@ def metricsForWorker(description: str | None, index: int | None) -> str | None:
     kind, _, rest = description.partition(":")
     port, sep, tail = rest.partition(":")
     if kind.lower() not in ("tcp", "tcp6") or not port.isdigit() or int(port) == 0:
-        raise CannotListen(f"--metrics {description!r}: --workers needs tcp:PORT with a fixed port")
+        raise CannotListen(
+            f"--metrics {description!r}: --workers needs tcp:PORT with a fixed port"
+        )
     return f"{kind}:{int(port) + index}{sep}{tail}"
 
 

@@ -29,8 +29,8 @@ from tcplab.errors import CannotListen
 from tcplab.metrics import Metrics
 from tcplab.metricshttp import metricsFactory
 from tcplab.observe import ConnectionObserver
-from tcplab.settings import ServiceSettings
 from tcplab.reactors import defaultReactor
+from tcplab.settings import ServiceSettings
 from tcplab.tap.listening import EndpointService, ListeningService, parseEndpoint
 from tcplab.workers import OrphanWatch, WorkerSupervisor, metricsForWorker, reusePortEndpoint
 
