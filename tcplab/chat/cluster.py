@@ -213,7 +213,7 @@ class ClusterHub(ChatHub):
         room = self.roomOf(participant) or ""
         nick = self.nickOf(participant)
         when = self.clock()
-        record = {"k": kind, "id": memberId, "nick": nick, "text": text, "t": when}
+        record = {"k": kind, "id": memberId, "nick": nick, "room": room, "text": text, "t": when}
         entry = json.dumps({"k": kind, "nick": nick, "text": text, "t": when})
         self.bus.publish(record, history=(room, entry) if self.historySize else None)
 
@@ -290,6 +290,10 @@ class ClusterHub(ChatHub):
         elif kind == "join":
             ChatHub.join(self, stub, str(record["room"]), withHistory=False)
         elif kind in ("message", "action"):
+            room = record.get("room")
+            if isinstance(room, str) and room and self.roomOf(stub) != room:
+                # Its join was lost with a Redis that restarted empty.
+                ChatHub.join(self, stub, room, withHistory=False)
             if self.roomOf(stub) is None:
                 return
             text = wire.sanitize(str(record["text"]))

@@ -48,10 +48,11 @@ from tcplab.reactors import defaultReactor
 __all__ = ["ClusterLink"]
 
 PREFIX = "tcplab:chat:"
-HEARTBEAT = 1.0
-"""Seconds between heartbeats."""
 TTL = 5.0
-"""Seconds without a heartbeat after which a node's users are shown as gone."""
+"""
+Seconds without a heartbeat after which a node's users are shown as gone
+(the heartbeat beats five times in that time).
+"""
 MAX_OUTBOX = 10_000
 """Lines kept to send while Redis is away."""
 STREAM_LENGTH = 100_000
@@ -59,7 +60,8 @@ STREAM_LENGTH = 100_000
 HISTORY_EXPIRY = 7 * 24 * 3600
 """Seconds a room's shared history stays in Redis after its last line."""
 READ_BATCH = 1000
-BLOCK_MS = 1000
+BLOCK_MS = 250
+"""Milliseconds an XREAD waits for news (well under the reply timeout)."""
 
 
 @dataclass(slots=True)
@@ -92,7 +94,6 @@ class ClusterLink(Service):
         reactor: Any = None,
         startTimeout: float = 5.0,
         localStart: bool = False,
-        heartbeat: float = HEARTBEAT,
         ttl: float = TTL,
         maxOutbox: int = MAX_OUTBOX,
         prefix: str = PREFIX,
@@ -104,19 +105,24 @@ class ClusterLink(Service):
         self.reactor = defaultReactor(reactor)
         self.startTimeout = startTimeout
         self.localStart = localStart
-        self.heartbeatInterval = heartbeat
+        self.heartbeatInterval = ttl / 5
         self.ttl = ttl
         self.maxOutbox = maxOutbox
         self.prefix = prefix
         self.node = hub.node
-        self.writer = RedisLink(target, self._writerUp, self._writerDown, self.reactor)
-        self.reader = RedisLink(target, self._readerUp, lambda: None, self.reactor)
+        # A reply slower than half the ttl means Redis is not answering.
+        replyTimeout = max(ttl / 2, 0.5)
+        self.writer = RedisLink(
+            target, self._writerUp, self._writerDown, self.reactor, replyTimeout
+        )
+        self.reader = RedisLink(target, self._readerUp, lambda: None, self.reactor, replyTimeout)
         self.outbox: deque[_Entry] = deque()
         self.sent = 0
         self.generation = 0
         self.seqs = count(1)
         self.lastId = "0-0"
         self.synced = False
+        self.upSince = 0.0
         self.everUp = False
         self.lost = False
         self.reading = False
@@ -310,6 +316,7 @@ class ClusterLink(Service):
             entry.answer(True)
 
     def _writerUp(self) -> None:
+        self.upSince = self.reactor.seconds()
         self.generation += 1
         self.sent = 0
         if self.lost:
@@ -348,6 +355,10 @@ class ClusterLink(Service):
             participant = claims.get(str(key))
             if participant is not None:
                 self.hub.renameLocal(str(key), participant)
+        if self.reactor.seconds() - self.upSince < self.ttl:
+            # Just back from an outage: the others may not have beaten since
+            # (a Redis restarted empty), so nobody is declared gone yet.
+            return
         for node in dead or ():
             self.log.info("cluster node {node} stopped beating: its users are gone", node=node)
             self.hub.nodeGone(str(node))
@@ -355,7 +366,7 @@ class ClusterLink(Service):
     # Reading
 
     def _readerUp(self) -> None:
-        if not self.reading:
+        if not self.reading and self.reader.up and self.running:
             self.reading = True
             defer.ensureDeferred(self._read()).addErrback(
                 lambda f: self.log.failure("cluster reader failed", f)
@@ -384,8 +395,10 @@ class ClusterLink(Service):
             self.log.debug("cluster reader stopped: {why}", why=e)
         finally:
             self.reading = False
+        # A lost connection restarts the reader when it is back (_readerUp);
+        # any other failure gets another try a little later, never at once.
         if self.reader.up and self.running:
-            self._readerUp()
+            self.reactor.callLater(0.5, self._readerUp)
 
     def _received(self, fields: list[Any]) -> None:
         values = dict(zip(fields[::2], fields[1::2]))

