@@ -175,7 +175,7 @@ class OutputLines:
     def waitForLine(
         self, pattern: re.Pattern[str], timeout: float = STARTUP_TIMEOUT, count: int = 1
     ) -> Any:
-        """Return the first (or the C{count}th) line matching C{pattern}, reading more as needed."""
+        """Return the first (or C{count}th) line matching C{pattern}, reading more as needed."""
         searched = 0
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
@@ -241,7 +241,7 @@ class ServerProcess:
     def waitForLine(
         self, pattern: re.Pattern[str], timeout: float = STARTUP_TIMEOUT, count: int = 1
     ) -> Any:
-        """Return the first (or C{count}th) output line matching C{pattern}, reading more as needed."""
+        """Return the first (or C{count}th) output line matching C{pattern}."""
         return self.reader.waitForLine(pattern, timeout, count)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:

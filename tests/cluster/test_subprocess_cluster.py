@@ -132,7 +132,7 @@ def test_nick_race_ends_with_one_owner(redis: RedisServer) -> None:
 
 
 def test_redis_paused_then_resumed_loses_nothing(redis: RedisServer) -> None:
-    """Redis stopped (SIGSTOP) mid-chat: users are told once, and every line arrives after SIGCONT, in order, once."""
+    """Redis stopped (SIGSTOP): users told once; after SIGCONT each line arrives once, in order."""
     with node(redis) as a, node(redis) as b:
         alice = login(a.port, "alice")
         bob = login(b.port, "bob")

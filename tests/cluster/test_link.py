@@ -1,0 +1,109 @@
+"""The cluster's Redis side in process: URLs, and delivery over a real Redis that drops us."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from tcplab.chat.cluster import ClusterHub
+from tcplab.chat.clusterlink import ClusterLink
+from tcplab.chat.events import Delivery
+from tcplab.chat.redislink import RedisTarget, parseRedisURL
+from tcplab.metrics import Metrics
+from tests.cluster.redis import RedisServer
+from tests.support import waitUntil
+
+
+def test_redis_urls() -> None:
+    """redis:// and rediss:// URLs give host, port, database, user and password."""
+    assert parseRedisURL("redis://db.example:6380/2") == RedisTarget("db.example", 6380, 2)
+    target = parseRedisURL("rediss://bot:p%40ss@[::1]")
+    assert target == RedisTarget("::1", 6379, None, "bot", "p@ss", True)
+    assert target.describe() == "rediss://[::1]:6379"
+    assert parseRedisURL("redis://:secret@h").password == "secret"
+    for bad in ("http://h", "redis://h/x", "redis://:6379", "redis://h:99999"):
+        with pytest.raises(ValueError):
+            parseRedisURL(bad)
+
+
+class Listener:
+    """A participant that keeps every line it hears."""
+
+    def __init__(self) -> None:
+        self.heard: list[Delivery] = []
+
+    def receive(self, delivery: Delivery) -> None:
+        """Keep it."""
+        self.heard.append(delivery)
+
+    def said(self) -> list[str]:
+        """The texts of the messages heard."""
+        return [d.text for d in self.heard if getattr(d, "kind", None) == "message"]
+
+
+def startNode(redis: RedisServer) -> tuple[ClusterHub, ClusterLink]:
+    """An in-process cluster node on the real Redis."""
+    hub = ClusterHub()
+    link = ClusterLink(hub, parseRedisURL(redis.url), Metrics("t"), pytest.fail, ttl=2)
+    link.startService()
+    return hub, link
+
+
+@pytest_twisted.ensureDeferred
+async def test_lines_arrive_once_in_order_across_a_dropped_connection(redis: RedisServer) -> None:
+    """Lines in flight when the writer's connection drops are sent again and arrive exactly once."""
+    (hubA, linkA), (hubB, linkB) = startNode(redis), startNode(redis)
+    try:
+        await linkA.ready
+        await linkB.ready
+        alice, bob = Listener(), Listener()
+        hubA.connect(alice)
+        hubA.join(alice, "#lobby")
+        hubB.connect(bob)
+        hubB.join(bob, "#lobby")
+        await waitUntil(lambda: len(hubB.usersIn("#lobby")) == 2)
+        for i in range(40):
+            hubA.say(alice, f"line {i}")
+            if i == 20:
+                # Sent but (mostly) not yet acknowledged: the connection dies.
+                linkA.writer.connection.transport.abortConnection()
+        await waitUntil(lambda: len(bob.said()) >= 40)
+        hubA.say(alice, "end")
+        await waitUntil(lambda: bob.said()[-1:] == ["end"])
+        assert bob.said() == [f"line {i}" for i in range(40)] + ["end"]
+        assert linkA.metrics.value("tcplab_chat_cluster_link_lost_total") == 1
+    finally:
+        await linkA.stopService()
+        await linkB.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_record_sent_twice_is_applied_once(redis: RedisServer) -> None:
+    """A record whose reply was lost and that is sent again lands in the stream once."""
+    hub, link = startNode(redis)
+    try:
+        await link.ready
+        sent: list[Any] = []
+        link._enqueue = sent.append  # type: ignore[method-assign]
+        link.publish({"k": "announce", "room": "#lobby", "text": "once"})
+        entry = sent[0]
+        for _ in range(2):
+            await link.writer.execute(
+                "EVAL", entry.script, len(entry.keys), *entry.keys, *entry.args
+            )
+        assert int(await link.writer.execute("XLEN", link.key("events"))) == 1
+    finally:
+        await link.stopService()
+
+
+def test_hub_applies_each_record_of_a_node_once() -> None:
+    """A record seen again (same node, same sequence number) is not delivered twice."""
+    hub, bob = ClusterHub(), Listener()
+    hub.connect(bob)
+    hub.join(bob, "#lobby")
+    record = {"k": "message", "id": "n1.1", "nick": "alice", "room": "#lobby", "text": "hi"}
+    for seq in (1, 1, 2):
+        hub.apply("n1", seq, record)
+    assert bob.said() == ["hi", "hi"]
