@@ -203,6 +203,8 @@ def makeService(options: Options) -> IService:
             localStart=bool(options["cluster-local-start"]),
             ttl=options["cluster-ttl"],
         ).setServiceParent(service)
-    if options["chat-log"]:
+    # With --workers, worker 0 alone keeps the log: through the cluster it
+    # sees every line, and N workers appending the same lines would repeat them.
+    if options["chat-log"] and options["worker-index"] in (None, 0):
         ChatLogService(hub, options["chat-log"], factory.metrics).setServiceParent(service)
     return service
