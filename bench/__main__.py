@@ -6,7 +6,7 @@ side by side, in one run.
     .venv/bin/python -m bench echo chat --reps 5
     .venv/bin/python -m bench files --size-mib 256
     .venv/bin/python -m bench startup           # command start-up and idle service memory
-    .venv/bin/python -m bench cluster --reps 1  # chat over --workers 2 --cluster (needs redis-server)
+    .venv/bin/python -m bench cluster --reps 1  # chat, --workers 2 --cluster (needs redis-server)
 
 Servers run on CPU 0, the load on CPU 1 (C{taskset}; C{BENCH_SERVER_CPU},
 C{BENCH_CLIENT_CPU} change them).  Repetitions are interleaved (every

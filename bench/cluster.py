@@ -44,7 +44,7 @@ def startRedis() -> tuple[subprocess.Popen[bytes], int]:
     port = freePort()
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     process = subprocess.Popen(
-        pinned(SERVER_CPU, command + ["--appendonly", "no"]),
+        pinned(SERVER_CPU, [*command, "--appendonly", "no"]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
