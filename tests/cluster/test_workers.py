@@ -176,7 +176,7 @@ def echoOnce(port: int) -> bytes:
 
 @pytest.mark.subprocess
 def test_echo_workers_share_a_port_restart_and_stop() -> None:
-    """Two echo workers on one port with metrics each; a killed one is restarted; SIGTERM stops all."""
+    """Two echo workers share a port, each with metrics; a killed one restarts; SIGTERM ends all."""
     port, metrics = freePort(), freePort()
     server = ServerProcess(
         "tcplab-echo",
@@ -214,8 +214,16 @@ def test_workers_on_a_busy_port_exit_10() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [TWISTD, "--pidfile=", "-n", "tcplab-echo", "--workers", "2"]
-            + ["--listen", f"tcp:{port}:interface=127.0.0.1"],
+            [
+                TWISTD,
+                "--pidfile=",
+                "-n",
+                "tcplab-echo",
+                "--workers",
+                "2",
+                "--listen",
+                f"tcp:{port}",
+            ],
             capture_output=True,
             timeout=30,
         )
