@@ -176,7 +176,7 @@ def echoOnce(port: int) -> bytes:
 
 @pytest.mark.subprocess
 def test_echo_workers_share_a_port_restart_and_stop() -> None:
-    """Two echo workers share a port, each with metrics; a killed one restarts; SIGTERM ends all."""
+    """Two echo workers share a port, each with metrics; one killed restarts; SIGTERM ends it."""
     port, metrics = freePort(), freePort()
     server = ServerProcess(
         "tcplab-echo",
@@ -222,7 +222,7 @@ def test_workers_on_a_busy_port_exit_10() -> None:
                 "--workers",
                 "2",
                 "--listen",
-                f"tcp:{port}",
+                f"tcp:{port}:interface=127.0.0.1",
             ],
             capture_output=True,
             timeout=30,
