@@ -9,7 +9,7 @@ import pytest_twisted
 
 from tcplab.chat.cluster import ClusterHub
 from tcplab.chat.clusterlink import ClusterLink
-from tcplab.chat.events import Delivery
+from tcplab.chat.events import ChatEvent, Delivery
 from tcplab.chat.redislink import RedisTarget, parseRedisURL
 from tcplab.metrics import Metrics
 from tests.cluster.redis import RedisServer
@@ -40,7 +40,7 @@ class Listener:
 
     def said(self) -> list[str]:
         """The texts of the messages heard."""
-        return [d.text for d in self.heard if getattr(d, "kind", None) == "message"]
+        return [d.text for d in self.heard if isinstance(d, ChatEvent) and d.kind == "message"]
 
 
 def startNode(redis: RedisServer) -> tuple[ClusterHub, ClusterLink]:
@@ -86,7 +86,7 @@ async def test_a_record_sent_twice_is_applied_once(redis: RedisServer) -> None:
     try:
         await link.ready
         sent: list[Any] = []
-        link._enqueue = sent.append  # type: ignore[method-assign]
+        link._enqueue = sent.append  # type: ignore[method-assign,assignment]
         link.publish({"k": "announce", "room": "#lobby", "text": "once"})
         entry = sent[0]
         for _ in range(2):
