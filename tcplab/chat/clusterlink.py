@@ -55,10 +55,6 @@ Seconds without a heartbeat after which a node's users are shown as gone
 """
 MAX_OUTBOX = 10_000
 """Lines kept to send while Redis is away."""
-STREAM_LENGTH = 100_000
-"""Records the stream keeps (approximately): how far behind a reader may fall."""
-HISTORY_EXPIRY = 7 * 24 * 3600
-"""Seconds a room's shared history stays in Redis after its last line."""
 READ_BATCH = 1000
 BLOCK_MS = 250
 """Milliseconds an XREAD waits for news (well under the reply timeout)."""
@@ -80,7 +76,9 @@ class ClusterLink(Service):
     """
     Connect a L{ClusterHub} to the other nodes through Redis.
 
-    @ivar ready: fires once Redis was reached and the cluster's state read.
+    @ivar ready: fires once Redis was reached and the cluster's state read;
+        fails if that did not happen within C{startTimeout} (unless starting
+        local-only is allowed).
     """
 
     log = Logger()
@@ -110,6 +108,7 @@ class ClusterLink(Service):
         self.maxOutbox = maxOutbox
         self.prefix = prefix
         self.node = hub.node
+        self.calls = clusterscripts.Calls(prefix, self.node)
         # A reply slower than half the ttl means Redis is not answering.
         replyTimeout = max(ttl / 2, 0.5)
         self.writer = RedisLink(
@@ -178,6 +177,8 @@ class ClusterLink(Service):
         if self.localStart:
             self.log.warn("{message}; serving local users until it answers", message=message)
             return
+        self.ready.errback(ConnectionError(message))
+        self.ready.addErrback(lambda _: None)
         self.onFatal(message)
 
     async def _stop(self) -> None:
@@ -211,29 +212,8 @@ class ClusterLink(Service):
         history: tuple[str, str] | None = None,
     ) -> None:
         """Queue a record (see L{IClusterBus.publish})."""
-        op, memberId, value = member or ("", "", "")
-        room, entry = history or ("", "")
-        keys = [
-            self.key("events"),
-            self.key("seqs"),
-            self.key(f"members:{self.node}"),
-            self.key(f"history:{room}"),
-            self.key("rooms"),
-        ]
-        args = [
-            self.node,
-            next(self.seqs),
-            json.dumps(record),
-            STREAM_LENGTH,
-            op,
-            memberId,
-            value,
-            entry,
-            self.hub.historySize,
-            room,
-            HISTORY_EXPIRY,
-        ]
-        self._enqueue(_Entry(clusterscripts.PUBLISH, keys, args, None, member is None))
+        call = self.calls.publish(next(self.seqs), record, member, history, self.hub.historySize)
+        self._enqueue(_Entry(*call, None, member is None))
 
     def claim(
         self,
@@ -245,34 +225,14 @@ class ClusterLink(Service):
         answer: Callable[[bool], None],
     ) -> None:
         """Queue a nickname claim (see L{IClusterBus.claim})."""
-        keys = [
-            self.key("events"),
-            self.key("seqs"),
-            self.key(f"members:{self.node}"),
-            self.key(f"nick:{newKey}"),
-            self.key(f"nick:{oldKey}"),
-        ]
-        args = [
-            self.node,
-            next(self.seqs),
-            json.dumps(record),
-            STREAM_LENGTH,
-            memberId,
-            memberValue,
-            int(self.ttl * 1000),
-        ]
-        self._enqueue(_Entry(clusterscripts.CLAIM, keys, args, answer, False))
+        seq = next(self.seqs)
+        call = self.calls.claim(seq, record, memberId, memberValue, newKey, oldKey, self.ttl)
+        self._enqueue(_Entry(*call, answer, False))
 
     def quit(self, record: dict[str, Any], memberId: str, key: str) -> None:
         """Queue a departure (see L{IClusterBus.quit})."""
-        keys = [
-            self.key("events"),
-            self.key("seqs"),
-            self.key(f"members:{self.node}"),
-            self.key(f"nick:{key}"),
-        ]
-        args = [self.node, next(self.seqs), json.dumps(record), STREAM_LENGTH, memberId]
-        self._enqueue(_Entry(clusterscripts.QUIT, keys, args, None, False))
+        call = self.calls.quit(next(self.seqs), record, memberId, key)
+        self._enqueue(_Entry(*call, None, False))
 
     def _enqueue(self, entry: _Entry) -> None:
         if entry.droppable and len(self.outbox) >= self.maxOutbox:
@@ -438,4 +398,5 @@ class ClusterLink(Service):
             node=self.node,
             target=self.target.describe(),
         )
-        self.ready.callback(None)
+        if not self.ready.called:
+            self.ready.callback(None)

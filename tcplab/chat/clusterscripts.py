@@ -16,6 +16,18 @@ C{nick:SKELETON} (string: the owning node, with an expiry), C{alive:NODE}
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+STREAM_LENGTH = 100_000
+"""Records the stream keeps (approximately): how far behind a reader may fall."""
+
+HISTORY_EXPIRY = 7 * 24 * 3600
+"""Seconds a room's shared history stays in Redis after its last line."""
+
+Call = tuple[str, list[str], list[Any]]
+"""A script with its keys and arguments, ready for C{EVAL}."""
+
 _ONCE = """
 local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 if tonumber(ARGV[2]) <= last then return 1 end
@@ -120,3 +132,58 @@ and find which of the other nodes it knows have stopped beating.  ARGV:
 prefix, node, ttl (ms), number of claims, the claims' keys, then the other
 nodes.  Returns the claims another node holds and the dead nodes.
 """
+
+
+class Calls:
+    """The script calls of one node: which keys and arguments each record takes."""
+
+    def __init__(self, prefix: str, node: str) -> None:
+        self.prefix = prefix
+        self.node = node
+
+    def key(self, name: str) -> str:
+        """A key under the cluster's prefix."""
+        return self.prefix + name
+
+    def _common(self, seq: int, record: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        keys = [self.key("events"), self.key("seqs"), self.key(f"members:{self.node}")]
+        return keys, [self.node, seq, json.dumps(record), STREAM_LENGTH]
+
+    def publish(
+        self,
+        seq: int,
+        record: dict[str, Any],
+        member: tuple[str, str, str] | None,
+        history: tuple[str, str] | None,
+        historySize: int,
+    ) -> Call:
+        """L{PUBLISH} a record, with a members-table change and a history line."""
+        op, memberId, value = member or ("", "", "")
+        room, entry = history or ("", "")
+        keys, args = self._common(seq, record)
+        keys += [self.key(f"history:{room}"), self.key("rooms")]
+        args += [op, memberId, value, entry, historySize, room, HISTORY_EXPIRY]
+        return PUBLISH, keys, args
+
+    def claim(
+        self,
+        seq: int,
+        record: dict[str, Any],
+        memberId: str,
+        memberValue: str,
+        newKey: str,
+        oldKey: str,
+        ttl: float,
+    ) -> Call:
+        """L{CLAIM} a nickname key (releasing C{oldKey}) and publish the record if ours."""
+        keys, args = self._common(seq, record)
+        keys += [self.key(f"nick:{newKey}"), self.key(f"nick:{oldKey}")]
+        args += [memberId, memberValue, int(ttl * 1000)]
+        return CLAIM, keys, args
+
+    def quit(self, seq: int, record: dict[str, Any], memberId: str, key: str) -> Call:
+        """L{QUIT}: a member left; release its nickname key."""
+        keys, args = self._common(seq, record)
+        keys.append(self.key(f"nick:{key}"))
+        args.append(memberId)
+        return QUIT, keys, args

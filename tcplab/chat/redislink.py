@@ -23,12 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import txredisapi  # type: ignore[import-untyped]
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
 
 from tcplab.reactors import defaultReactor
@@ -49,6 +49,8 @@ class RedisTarget:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    cafile: str | None = None
+    """With C{tls}: trust this PEM file's CA certificates instead of the system's."""
 
     def describe(self) -> str:
         """The URL without its password, for logs and errors."""
@@ -60,7 +62,9 @@ class RedisTarget:
 
 def parseRedisURL(url: str) -> RedisTarget:
     """
-    C{redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]} (or C{rediss://} for TLS).
+    C{redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]}, or C{rediss://} for TLS
+    (the server's certificate checked against the system's CAs, or against
+    C{?cafile=PATH}).
 
     @raise ValueError: not such a URL; the message says what is wrong.
     """
@@ -73,6 +77,13 @@ def parseRedisURL(url: str) -> RedisTarget:
         raise ValueError(f"bad port in {url!r}") from None
     if not parts.hostname:
         raise ValueError(f"no host in {url!r}")
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"cafile"}
+    if unknown:
+        raise ValueError(f"unknown parameter {', '.join(sorted(unknown))} in {url!r}")
+    cafile = query.get("cafile", [None])[-1]
+    if cafile is not None and parts.scheme != "rediss":
+        raise ValueError(f"cafile goes with rediss:// in {url!r}")
     path = parts.path.strip("/")
     if path and not path.isdigit():
         raise ValueError(f"the database in {url!r} must be a number")
@@ -83,6 +94,7 @@ def parseRedisURL(url: str) -> RedisTarget:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
         tls=parts.scheme == "rediss",
+        cafile=cafile,
     )
 
 
@@ -105,6 +117,8 @@ class _LinkFactory(txredisapi.RedisFactory):  # type: ignore[misc,unused-ignore]
             convertNumbers=False,
         )
         self.link = link
+        # Refusals are reported through the link (connectionError), not here.
+        self.deferred.addErrback(lambda _: None)
 
     def addConnection(self, conn: Any) -> None:
         """Hand a ready connection (logged in, database selected) to the link."""
@@ -151,7 +165,12 @@ class RedisLink:
         target = self.target
         endpoint: Any = HostnameEndpoint(self.reactor, target.host, target.port, timeout=5)
         if target.tls:
-            endpoint = wrapClientTLS(optionsForClientTLS(target.host), endpoint)
+            trust: Any = None
+            if target.cafile:
+                with open(target.cafile, "rb") as pem:
+                    trust = Certificate.loadPEM(pem.read())
+            options = optionsForClientTLS(target.host, trustRoot=trust)
+            endpoint = wrapClientTLS(options, endpoint)
         return endpoint
 
     def start(self) -> None:

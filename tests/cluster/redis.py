@@ -34,13 +34,19 @@ def freePort() -> int:
 class RedisServer:
     """One redis-server process (no persistence), restartable on the same port."""
 
-    def __init__(self, directory: Path, password: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        password: str | None = None,
+        tls: dict[str, Path] | None = None,
+    ) -> None:
         binary = findRedisServer()
         if binary is None:
             pytest.skip("no redis-server: install Debian's redis-server (.ci/run does)")
         self.binary = binary
         self.directory = directory
         self.password = password
+        self.tls = tls
         self.port = freePort()
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
@@ -49,11 +55,18 @@ class RedisServer:
     def url(self) -> str:
         """The --cluster URL of this server."""
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}localhost:{self.port}?cafile={self.tls['ca']}"
         return f"redis://{auth}127.0.0.1:{self.port}"
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        if self.tls:
+            command[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            command += ["--tls-cert-file", str(self.tls["cert"])]
+            command += ["--tls-key-file", str(self.tls["key"]), "--tls-auth-clients", "no"]
+            command += ["--tls-ca-cert-file", str(self.tls["ca"])]
         command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
         if self.password:
             command += ["--requirepass", self.password]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from tcplab.chat.events import ChatEvent, Delivery
 from tcplab.chat.redislink import RedisTarget, parseRedisURL
 from tcplab.metrics import Metrics
 from tests.cluster.redis import RedisServer
-from tests.support import waitUntil
+from tests.support import makeCertificates, waitUntil
 
 
 def test_redis_urls() -> None:
@@ -23,7 +24,15 @@ def test_redis_urls() -> None:
     assert target == RedisTarget("::1", 6379, None, "bot", "p@ss", True)
     assert target.describe() == "rediss://[::1]:6379"
     assert parseRedisURL("redis://:secret@h").password == "secret"
-    for bad in ("http://h", "redis://h/x", "redis://:6379", "redis://h:99999"):
+    assert parseRedisURL("rediss://h?cafile=/ca.pem").cafile == "/ca.pem"
+    for bad in (
+        "http://h",
+        "redis://h/x",
+        "redis://:6379",
+        "redis://h:99999",
+        "redis://h?cafile=/ca.pem",
+        "rediss://h?x=1",
+    ):
         with pytest.raises(ValueError):
             parseRedisURL(bad)
 
@@ -107,3 +116,27 @@ def test_hub_applies_each_record_of_a_node_once() -> None:
     for seq in (1, 1, 2):
         hub.apply("n1", seq, record)
     assert bob.said() == ["hi", "hi"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_and_password(tmp_path: Path) -> None:
+    """rediss:// with a password reaches a TLS Redis that checks it; a wrong one is refused."""
+    server = RedisServer(tmp_path, password="s3cret", tls=makeCertificates(tmp_path))
+    try:
+        _, link = startNode(server)
+        try:
+            await link.ready
+            assert link.up and await link.writer.execute("PING") == "PONG"
+        finally:
+            await link.stopService()
+        wrong = parseRedisURL(server.url.replace("s3cret", "wrong"))
+        refusals: list[str] = []
+        bad = ClusterLink(ClusterHub(), wrong, Metrics("t"), refusals.append, startTimeout=0.5)
+        bad.startService()
+        try:
+            await waitUntil(lambda: bool(refusals))
+            assert "could not auth" in refusals[0] and not bad.synced
+        finally:
+            await bad.stopService()
+    finally:
+        server.stop()
