@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import signal
@@ -230,3 +232,29 @@ def test_workers_on_a_busy_port_exit_10() -> None:
     assert result.returncode == 10
     assert b"Address already in use" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.subprocess
+def test_same_upload_name_on_two_processes_sharing_a_root(tmp_path: Path) -> None:
+    """Two file servers on one root (as workers are): a second upload of one name is busy."""
+    from tests.files.socket_client import recv_frame, request, send
+
+    root = tmp_path / "root"
+    root.mkdir()
+    args = ["--root", str(root), "--writable"]
+    with (
+        ServerProcess("tcplab-files", args) as one,
+        ServerProcess("tcplab-files", args) as two,
+        socket.create_connection(("127.0.0.1", one.port), timeout=10) as first,
+        socket.create_connection(("127.0.0.1", two.port), timeout=10) as second,
+    ):
+        data = b"x" * 100_000
+        request(first, {"op": "put", "path": "same.bin", "size": len(data)})
+        send(first, b"\x00" + data[:1000])
+        with pytest.raises(OSError, match=r"^busy:"):
+            request(second, {"op": "put", "path": "same.bin", "size": len(data)})
+        for i in range(1000, len(data), 65535):
+            send(first, b"\x00" + data[i : i + 65535])
+        send(first, json.dumps({"sha256": hashlib.sha256(data).hexdigest()}).encode())
+        assert json.loads(recv_frame(first))["ok"]
+    assert (root / "same.bin").read_bytes() == data
