@@ -97,6 +97,10 @@ def reusePortEndpoint(endpoint: Any, description: str) -> ReusePortEndpoint:
     @raise CannotListen: the endpoint is of another kind (UNIX sockets, TLS)
         or on port 0 (every worker would get a port of its own).
     """
+    try:
+        from twisted.internet.tcp import makeBinding  # noqa: F401
+    except ImportError:
+        raise CannotListen("--workers needs Twisted 26.10 or newer (SO_REUSEPORT)") from None
     if not isinstance(endpoint, TCP4ServerEndpoint | TCP6ServerEndpoint):
         raise CannotListen(f"--listen {description!r}: --workers needs tcp: or tcp6: addresses")
     port = endpoint._port

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from tcplab.chat.cluster import ClusterHub
+from tcplab.chat import names
+from tcplab.chat.cluster import LINK_LOST, ClusterHub
 from tcplab.chat.clusterlink import ClusterLink
-from tcplab.chat.events import ChatEvent, Delivery
+from tcplab.chat.events import ChatEvent, Delivery, Notice
 from tcplab.chat.redislink import RedisTarget, parseRedisURL
 from tcplab.metrics import Metrics
 from tests.cluster.redis import RedisServer
@@ -140,3 +141,50 @@ async def test_tls_and_password(tmp_path: Path) -> None:
             await bad.stopService()
     finally:
         server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_outage_keeps_a_bounded_number_of_lines(redis: RedisServer) -> None:
+    """Redis gone: local users still hear each other; lines past the bound are only counted."""
+    hub = ClusterHub()
+    target = parseRedisURL(redis.url)
+    link = ClusterLink(hub, target, Metrics("t"), pytest.fail, ttl=2, maxOutbox=5)
+    link.startService()
+    try:
+        await link.ready
+        alice, carol = Listener(), Listener()
+        for who in (alice, carol):
+            hub.connect(who)
+            hub.join(who, "#lobby")
+        await waitUntil(lambda: not link.outbox)
+        redis.stop()
+        await waitUntil(lambda: not link.up)
+        assert [d.text for d in carol.heard if isinstance(d, Notice)] == [LINK_LOST]
+        for i in range(8):
+            hub.say(alice, f"line {i}")
+        assert carol.said() == [f"line {i}" for i in range(8)]
+        assert len(link.outbox) == 5
+        assert link.metrics.value("tcplab_chat_cluster_dropped_total") == 3
+    finally:
+        await link.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_nickname_held_elsewhere_after_an_outage_is_renamed(redis: RedisServer) -> None:
+    """A claim found held by another node (taken while we were away) renames our user, told so."""
+    hub, link = startNode(redis)
+    try:
+        await link.ready
+        alice = Listener()
+        hub.connect(alice)
+        hub.rename(alice, "alice")
+        await waitUntil(lambda: not link.outbox)
+        # What another node does when our claim expired during an outage.
+        key = link.key(f"nick:{names.skeleton('alice')}")
+        await link.writer.execute("SET", key, "othernode")
+        await waitUntil(lambda: hub.nickOf(alice) != "alice")
+        notices = [d.text for d in alice.heard if isinstance(d, Notice)]
+        assert notices[-1].startswith("nickname alice was taken on another server")
+        assert notices[-1].endswith(f"you are {hub.nickOf(alice)}")
+    finally:
+        await link.stopService()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -228,6 +229,26 @@ def test_unreachable_redis_is_one_line_and_exit_10() -> None:
     assert result.stderr.decode().strip().splitlines()[-1] == (
         f"tcplab-chat: cannot reach Redis at {url}: no answer"
     )
+
+
+def test_local_start_serves_until_redis_comes(tmp_path: Path) -> None:
+    """--cluster-local-start: no Redis at start-up, local users chat; it joins once Redis is up."""
+    redis = RedisServer(tmp_path)
+    redis.stop()
+    server = ServerProcess(
+        "tcplab-chat",
+        ["--cluster", redis.url, "--cluster-timeout", "0.5", "--cluster-local-start"],
+    )
+    try:
+        server.waitForLine(re.compile("serving local users until it answers"))
+        alice, bob = login(server.port, "alice"), login(server.port, "bob")
+        alice.send("anyone?")
+        assert bob.readUntil("anyone")[-1] == "<alice> anyone?"
+        redis.start()
+        server.waitForLine(re.compile("cluster node .* joined"))
+    finally:
+        server.stop()
+        redis.stop()
 
 
 def test_chat_workers_without_cluster_refused() -> None:

@@ -258,3 +258,29 @@ def test_same_upload_name_on_two_processes_sharing_a_root(tmp_path: Path) -> Non
         send(first, json.dumps({"sha256": hashlib.sha256(data).hexdigest()}).encode())
         assert json.loads(recv_frame(first))["ok"]
     assert (root / "same.bin").read_bytes() == data
+
+
+@pytest.mark.subprocess
+def test_connection_limit_holds_per_worker() -> None:
+    """--max-connections is per worker: with 1 each, two workers hold two connections at once."""
+    port = freePort()
+    listen = f"tcp:{port}:interface=127.0.0.1"
+    args = ["--workers", "2", "--listen", listen, "--max-connections", "1"]
+    server = ServerProcess("tcplab-echo", args)
+    held: list[socket.socket] = []
+    try:
+        server.waitForLine(re.compile("tcplab-echo listening on"), count=2)
+        # The kernel picks a worker per connection: 16 tries reach both but
+        # for a chance of 2 in 65536.
+        for _ in range(16):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"ping\n")
+            if s.recv(100) == b"ping\n":
+                held.append(s)
+            else:
+                s.close()
+        assert len(held) == 2
+    finally:
+        for s in held:
+            s.close()
+        server.stop()
