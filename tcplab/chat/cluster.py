@@ -348,11 +348,15 @@ class ClusterHub(ChatHub):
         if room.history:
             return
         for raw in entries:
-            entry = json.loads(raw)
-            kind: EventKind = "action" if entry.get("k") == "action" else "message"
-            room.history.append(
-                ChatEvent(kind, name, str(entry["nick"]), str(entry["text"]), float(entry["t"]))
-            )
+            try:
+                entry = json.loads(raw)
+                kind: EventKind = "action" if entry.get("k") == "action" else "message"
+                nick, text = wire.sanitize(str(entry["nick"])), wire.sanitize(str(entry["text"]))
+                event = ChatEvent(kind, name, nick, text, float(entry["t"]))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                self.log.warn("bad history entry in Redis for {room} skipped", room=name)
+                continue
+            room.history.append(event)
         self._forgetIfUnused(room)
 
     def reannounce(self) -> None:
