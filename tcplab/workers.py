@@ -27,6 +27,7 @@ C{SO_REUSEPORT}).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -142,14 +143,55 @@ def workerArguments(arguments: Sequence[str]) -> list[str]:
     return result
 
 
-class _WorkerProtocol(ProcessProtocol):
-    """Tells the supervisor when its worker process ends."""
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} ")
+"""The timestamp a worker's text log line starts with (the supervisor adds its own)."""
 
-    def __init__(self, ended: Callable[[int | None, int | None], None]) -> None:
+MAX_LOG_LINE = 64 * 1024
+"""A worker's log line longer than this is passed on in pieces."""
+
+
+class _WorkerProtocol(ProcessProtocol):
+    """
+    Passes a worker's output on and tells the supervisor when it ends.
+
+    The worker's log (its stdout) goes through the supervisor's own logger,
+    so it ends up wherever twistd logs (a --logfile, syslog, stdout with
+    -n); what it writes to stderr (a one-line start-up error) is also
+    written to the supervisor's stderr, as a single process would.
+    """
+
+    log = Logger()
+
+    def __init__(self, index: int, ended: Callable[[int | None, int | None], None]) -> None:
+        self.index = index
         self.ended = ended
+        self.partial = {1: b"", 2: b""}
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        """Split the output into lines and pass each on."""
+        buffered = self.partial.get(childFD, b"") + data
+        *lines, rest = buffered.split(b"\n")
+        if len(rest) > MAX_LOG_LINE:
+            lines.append(rest)
+            rest = b""
+        self.partial[childFD] = rest
+        for line in lines:
+            self.passOn(childFD, line.decode("utf-8", "replace"))
+
+    def passOn(self, childFD: int, line: str) -> None:
+        """Log one line of the worker's output (and echo its stderr)."""
+        if not line.strip():
+            return
+        if childFD == 2:
+            print(line, file=sys.__stderr__ or sys.stderr, flush=True)
+        text = _TIMESTAMP.sub("", line)
+        self.log.info("worker {index}: {text}", index=self.index, text=text)
 
     def processEnded(self, reason: Failure) -> None:
         """Report the exit status (or the signal) to the supervisor."""
+        for childFD, rest in self.partial.items():
+            if rest:
+                self.passOn(childFD, rest.decode("utf-8", "replace"))
         value = reason.value
         self.ended(getattr(value, "exitCode", None), getattr(value, "signal", None))
 
@@ -221,13 +263,13 @@ class WorkerSupervisor(Service):
         worker.restartCall = None
         if self.stopping:
             return
-        protocol = _WorkerProtocol(lambda code, sig: self._ended(worker, code, sig))
+        protocol = _WorkerProtocol(worker.index, lambda code, sig: self._ended(worker, code, sig))
         worker.process = self.reactor.spawnProcess(
             protocol,
             self.executable,
             self.command(worker.index),
             env=dict(os.environ),
-            childFDs={0: "w", 1: 1, 2: 2},
+            childFDs={0: "w", 1: "r", 2: "r"},
         )
         worker.startedAt = self.reactor.seconds()
         self.log.info(
