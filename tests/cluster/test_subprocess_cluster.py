@@ -183,6 +183,17 @@ def test_killed_node_users_are_gone(redis: RedisServer) -> None:
         alice.close()
 
 
+def test_stopped_node_users_leave_at_once(redis: RedisServer) -> None:
+    """A node stopped with SIGTERM: its users are shown leaving everywhere, with the reason."""
+    with node(redis) as a, node(redis) as b:
+        bob = login(b.port, "bob")
+        alice = login(a.port, "alice")
+        bob.readUntil("alice joined")
+        a.stop()
+        assert bob.readUntil("alice left")[-1] == "*** alice left #lobby (server shutting down)"
+        alice.close()
+
+
 def test_workers_share_one_port_and_one_chat(redis: RedisServer) -> None:
     """--workers 2 --cluster on one port: every client is in the same room, whichever worker."""
     port = freePort()
