@@ -6,6 +6,7 @@ side by side, in one run.
     .venv/bin/python -m bench echo chat --reps 5
     .venv/bin/python -m bench files --size-mib 256
     .venv/bin/python -m bench startup           # command start-up and idle service memory
+    .venv/bin/python -m bench cluster --reps 1  # chat, --workers 2 --cluster (needs redis-server)
 
 Servers run on CPU 0, the load on CPU 1 (C{taskset}; C{BENCH_SERVER_CPU},
 C{BENCH_CLIENT_CPU} change them).  Repetitions are interleaved (every
@@ -37,7 +38,10 @@ SELECTIONS = {
     "idle": ["idle-echo", "idle-chat"],
     "files": ["files"],
     "startup": ["startup", "idle-service"],
+    "cluster": ["cluster"],
 }
+OPT_IN = {"cluster"}
+"""Selections run only when named (the cluster case needs redis-server)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.jobs) - set(SELECTIONS))
     if unknown:
         parser.error(f"unknown job {', '.join(unknown)}; choose from {', '.join(SELECTIONS)}")
-    chosen = [name for selection in (args.jobs or SELECTIONS) for name in SELECTIONS[selection]]
+    default = [selection for selection in SELECTIONS if selection not in OPT_IN]
+    chosen = [name for selection in (args.jobs or default) for name in SELECTIONS[selection]]
     buildLoadgen()
     limit = raiseFileLimit()
     if limit < args.idle_conns + 100:

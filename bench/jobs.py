@@ -331,7 +331,10 @@ def jobs(sizeMiB: int, idleConns: int) -> dict[str, Job]:
         "c-epoll": [str(LOADGEN), "chatserve", "127.0.0.1", "{port}"],
         "asyncio": peer("asyncio_chat.py"),
     }
+    from bench.cluster import clusterJob  # it builds on this module
+
     return {
+        "cluster": clusterJob(),
         "echo": Job(
             "echo",
             {

@@ -42,6 +42,10 @@ class ServiceSettings:
         Twisted's 64 KiB (see L{tcplab.sending.setReadSize}).
     @ivar writeDirectly: send each write at once when nothing is queued
         (see L{tcplab.sending.writeDirectly}).
+    @ivar workers: how many worker processes serve the address (C{--workers},
+        see L{tcplab.workers}); 1 is a single process.
+    @ivar workerIndex: in a worker process, its index (then every socket
+        listens with C{SO_REUSEPORT}); L{None} otherwise.
     """
 
     serviceName: str
@@ -56,6 +60,8 @@ class ServiceSettings:
     metrics: str | None = None
     readSize: int | None = None
     writeDirectly: bool = False
+    workers: int = 1
+    workerIndex: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("maxConnections", "maxPerPeer", "idleTimeout", "messageTimeout", "readSize"):
@@ -98,4 +104,6 @@ class ServiceSettings:
             metrics=options["metrics"],
             readSize=readSize,
             writeDirectly=writeDirectly,
+            workers=options.get("workers", 1) or 1,
+            workerIndex=options.get("worker-index"),
         )

@@ -172,8 +172,10 @@ class OutputLines:
         self.lines: list[str] = []
         self.partial = b""
 
-    def waitForLine(self, pattern: re.Pattern[str], timeout: float = STARTUP_TIMEOUT) -> Any:
-        """Return the first line matching C{pattern}, reading more as needed."""
+    def waitForLine(
+        self, pattern: re.Pattern[str], timeout: float = STARTUP_TIMEOUT, count: int = 1
+    ) -> Any:
+        """Return the first (or C{count}th) line matching C{pattern}, reading more as needed."""
         searched = 0
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
@@ -182,7 +184,9 @@ class OutputLines:
                 for line in self.lines[searched:]:
                     match = pattern.search(line)
                     if match:
-                        return match
+                        count -= 1
+                        if not count:
+                            return match
                 searched = len(self.lines)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not selector.select(remaining):
@@ -234,9 +238,11 @@ class ServerProcess:
         self.output = self.reader.lines
         self.port = int(self.waitForLine(_LISTENING).group(1))
 
-    def waitForLine(self, pattern: re.Pattern[str], timeout: float = STARTUP_TIMEOUT) -> Any:
-        """Return the first output line matching C{pattern}, reading more as needed."""
-        return self.reader.waitForLine(pattern, timeout)
+    def waitForLine(
+        self, pattern: re.Pattern[str], timeout: float = STARTUP_TIMEOUT, count: int = 1
+    ) -> Any:
+        """Return the first (or C{count}th) output line matching C{pattern}."""
+        return self.reader.waitForLine(pattern, timeout, count)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Signal the server and wait for it to exit; return its status."""

@@ -113,6 +113,8 @@ class ChatHub:
     """
 
     log = Logger()
+    guestPrefix = "guest"
+    """What guest nicknames start with (a cluster node adds its id)."""
 
     def __init__(
         self,
@@ -143,7 +145,7 @@ class ChatHub:
     def connect(self, participant: ChatParticipant) -> str:
         """Give a new participant a free guest nickname and return it."""
         while True:
-            nick = f"guest{next(self._guestNumbers)}"
+            nick = f"{self.guestPrefix}{next(self._guestNumbers)}"
             skeleton = names.skeleton(nick)
             if nick not in self._nicks and skeleton not in self._skeletons:
                 break

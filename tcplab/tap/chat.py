@@ -14,6 +14,8 @@ from twisted.python import usage
 
 from tcplab.chat import ChatFactory, ChatHub
 from tcplab.chat.chatlog import ChatLogService, checkWritable
+from tcplab.chat.cluster import ClusterHub
+from tcplab.chat.clusterlink import ClusterLink
 from tcplab.chat.hub import (
     DEFAULT_ANNOUNCE_LIMIT,
     DEFAULT_HISTORY,
@@ -21,7 +23,14 @@ from tcplab.chat.hub import (
     DEFAULT_ROOM_EXPIRY,
 )
 from tcplab.chat.protocol import FLOOD_BURST, FLOOD_RATE, MAX_LINE, MAX_PENDING
-from tcplab.tap.common import AuthServiceOptions, makeListeningService
+from tcplab.chat.redislink import parseRedisURL
+from tcplab.errors import CannotListen
+from tcplab.tap.common import (
+    AuthServiceOptions,
+    exitCannotListen,
+    makeListeningService,
+    superviseWorkers,
+)
 
 SERVICE_NAME = "tcplab-chat"
 DEFAULT_PER_IP = 5
@@ -72,6 +81,36 @@ class Options(AuthServiceOptions):
             "Bytes queued for a client that stopped reading before it is disconnected.",
             int,
         ],
+        [
+            "cluster",
+            None,
+            None,
+            "Share rooms, nicknames and history with other nodes through Redis: "
+            "redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss:// (TLS).",
+        ],
+        [
+            "cluster-ttl",
+            None,
+            5.0,
+            "Seconds after which the users of a node that stopped answering (killed, "
+            "cut off from Redis) are shown as gone everywhere.",
+            float,
+        ],
+        [
+            "cluster-timeout",
+            None,
+            5.0,
+            "Seconds to reach Redis at start-up before giving up (exit status 10).",
+            float,
+        ],
+    ]
+    optFlags = [
+        [
+            "cluster-local-start",
+            None,
+            "With --cluster: if Redis does not answer at start-up, serve local users "
+            "and keep trying instead of exiting.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -105,6 +144,17 @@ class Options(AuthServiceOptions):
                 raise usage.UsageError(f"--{name} must be 0 or more")
         if self["max-line"] < 16:
             raise usage.UsageError("--max-line must be at least 16")
+        if not self["cluster-ttl"] >= 1 or not self["cluster-timeout"] > 0:
+            raise usage.UsageError("--cluster-ttl must be 1 or more, --cluster-timeout above 0")
+        if self["cluster"] is not None:
+            try:
+                self["cluster"] = parseRedisURL(self["cluster"])
+            except ValueError as e:
+                raise usage.UsageError(f"--cluster: {e}") from None
+        elif self["workers"] > 1:
+            raise usage.UsageError(
+                "--workers needs --cluster redis://HOST:PORT (rooms would split between workers)"
+            )
 
 
 EXIT_BAD_CHAT_LOG = 2
@@ -116,6 +166,9 @@ def makeService(options: Options) -> IService:
     The chat service (and its chat log) for twistd.  A --chat-log that
     cannot be opened ends start-up with one line and exit status 2.
     """
+    supervisor = superviseWorkers(options, SERVICE_NAME)
+    if supervisor is not None:
+        return supervisor
     if options["chat-log"]:
         try:
             checkWritable(options["chat-log"])
@@ -125,7 +178,8 @@ def makeService(options: Options) -> IService:
                 file=sys.__stderr__ or sys.stderr,
             )
             raise SystemExit(EXIT_BAD_CHAT_LOG) from None
-    hub = ChatHub(
+    hubClass = ClusterHub if options["cluster"] is not None else ChatHub
+    hub = hubClass(
         historySize=options["history"],
         announceLimit=options["announce-limit"],
         maxRooms=options["max-rooms"],
@@ -145,6 +199,24 @@ def makeService(options: Options) -> IService:
         from tcplab.web.tap import addChatWeb
 
         addChatWeb(service, settings, options["web"], factory)
-    if options["chat-log"]:
+    if isinstance(hub, ClusterHub):
+        reactor = service.reactor
+
+        def fatal(message: str) -> None:
+            exitCannotListen(CannotListen(f"{SERVICE_NAME}: {message}"), reactor)
+
+        ClusterLink(
+            hub,
+            options["cluster"],
+            factory.metrics,
+            fatal,
+            reactor=reactor,
+            startTimeout=options["cluster-timeout"],
+            localStart=bool(options["cluster-local-start"]),
+            ttl=options["cluster-ttl"],
+        ).setServiceParent(service)
+    # With --workers, worker 0 alone keeps the log: through the cluster it
+    # sees every line, and N workers appending the same lines would repeat them.
+    if options["chat-log"] and options["worker-index"] in (None, 0):
         ChatLogService(hub, options["chat-log"], factory.metrics).setServiceParent(service)
     return service

@@ -29,8 +29,10 @@ from tcplab.errors import CannotListen
 from tcplab.metrics import Metrics
 from tcplab.metricshttp import metricsFactory
 from tcplab.observe import ConnectionObserver
+from tcplab.reactors import defaultReactor
 from tcplab.settings import ServiceSettings
 from tcplab.tap.listening import EndpointService, ListeningService, parseEndpoint
+from tcplab.workers import OrphanWatch, WorkerSupervisor, metricsForWorker, reusePortEndpoint
 
 
 def _positiveInt(value: str) -> int:
@@ -113,11 +115,32 @@ class ServiceOptions(usage.Options):
             "On SIGTERM/SIGINT, give open connections this many seconds to finish.",
             _seconds,
         ],
+        [
+            "workers",
+            None,
+            1,
+            "Run this many worker processes sharing each TCP address (SO_REUSEPORT); "
+            "limits and --metrics are per worker (worker I serves metrics on port+I).",
+            _positiveInt,
+        ],
+        [
+            "worker-index",
+            None,
+            None,
+            "(Internal) set by --workers in each worker process.",
+            _positiveInt,
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self.arguments: list[str] = []
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Parse, remembering the arguments (C{--workers} gives them to each worker)."""
+        self.arguments = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def opt_listen(self, description: str) -> None:
         """Listen on this server endpoint (repeatable): tcp:8007, tcp6:8007, unix:/tmp/s.sock"""
@@ -133,6 +156,8 @@ class ServiceOptions(usage.Options):
             self["idle-timeout"] = self.defaultIdleTimeout
         if self["hexdump"]:
             self["trace"] = True
+        if self["workers"] < 1:
+            raise usage.UsageError("--workers must be 1 or more")
 
     def settings(
         self, serviceName: str, readSize: int | None = None, writeDirectly: bool = False
@@ -203,6 +228,36 @@ class PluginService(ListeningService):
             exitCannotListen(problem, self.reactor)
 
 
+def superviseWorkers(
+    options: ServiceOptions, serviceName: str, reactor: Any = None
+) -> WorkerSupervisor | None:
+    """
+    With C{--workers N} (N > 1, and not in a worker), the supervisor that
+    runs N workers of C{serviceName} instead of serving here (see
+    L{tcplab.workers}); L{None} otherwise, and the plugin serves as usual.
+    A C{--listen} or C{--metrics} that workers cannot share is one line on
+    stderr and exit status 10.
+    """
+    if options["workers"] <= 1 or options["worker-index"] is not None:
+        return None
+    try:
+        for description in options["listen"]:
+            endpoint = parseEndpoint(defaultReactor(reactor), description)
+            reusePortEndpoint(endpoint, description)
+        metricsForWorker(options["metrics"], 0)
+    except CannotListen as e:
+        print(f"{serviceName}: {e}", file=sys.__stderr__ or sys.stderr)
+        raise SystemExit(e.exitCode) from None
+    return WorkerSupervisor(
+        serviceName,
+        serviceName,
+        options.arguments,
+        options["workers"],
+        reactor=reactor,
+        shutdownTimeout=options["shutdown-timeout"],
+    )
+
+
 def makeListeningService(
     settings: ServiceSettings,
     factory: IProtocolFactory,
@@ -218,6 +273,7 @@ def makeListeningService(
     exit status 10, not a traceback.
     """
     observer = ConnectionObserver(factory, settings, reactor=reactor, metrics=metrics)
+    worker = settings.workerIndex is not None
     try:
         service = PluginService(
             settings.serviceName,
@@ -225,13 +281,17 @@ def makeListeningService(
             observer,
             reactor=reactor,
             shutdownTimeout=settings.shutdownTimeout,
+            reusePort=worker,
         )
-        if settings.metrics:
+        metricsAt = metricsForWorker(settings.metrics, settings.workerIndex)
+        if metricsAt:
             label = f"{settings.serviceName} metrics"
-            endpoint = parseEndpoint(service.reactor, settings.metrics, "--metrics")
+            endpoint = parseEndpoint(service.reactor, metricsAt, "--metrics")
             web = metricsFactory(observer.metrics, reactor=service.reactor)
-            service.metricsEndpoint = EndpointService(label, settings.metrics, endpoint, web)
+            service.metricsEndpoint = EndpointService(label, metricsAt, endpoint, web)
             service.metricsEndpoint.setServiceParent(service)
+        if worker:
+            OrphanWatch(service.reactor).setServiceParent(service)
     except CannotListen as e:
         print(f"{settings.serviceName}: {e}", file=sys.stderr)
         raise SystemExit(e.exitCode) from None

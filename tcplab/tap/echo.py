@@ -22,7 +22,7 @@ from tcplab.echo import (
     EchoFactory,
 )
 from tcplab.sending import BULK_READ_SIZE
-from tcplab.tap.common import ServiceOptions, makeListeningService
+from tcplab.tap.common import ServiceOptions, makeListeningService, superviseWorkers
 from tcplab.tap.listening import DatagramService
 
 SERVICE_NAME = "tcplab-echo"
@@ -112,6 +112,9 @@ class DatagramEchoService(DatagramService):
 
 def makeService(options: Options) -> IService:
     """The echo service (and its UDP twin, if asked for) for twistd."""
+    supervisor = superviseWorkers(options, SERVICE_NAME)
+    if supervisor is not None:
+        return supervisor
     ack = options["ack-text"].encode()
     factory = EchoFactory(
         options["mode"],
@@ -121,7 +124,8 @@ def makeService(options: Options) -> IService:
     )
     settings = options.settings(SERVICE_NAME, readSize=BULK_READ_SIZE, writeDirectly=True)
     service = makeListeningService(settings, factory)
-    if options["udp"] is not None:
+    # With --workers, worker 0 alone serves UDP (a datagram needs no sharing).
+    if options["udp"] is not None and options["worker-index"] in (None, 0):
         host, port = options["udp"]
         rate = options["udp-rate"]
         policy = DatagramPolicy(rate=rate, burst=2 * rate)

@@ -20,7 +20,7 @@ from tcplab.files.tutorial import TutorialFactory
 from tcplab.metrics import Sample
 from tcplab.observe import ConnectionObserver
 from tcplab.sending import BULK_READ_SIZE
-from tcplab.tap.common import AuthServiceOptions, makeListeningService
+from tcplab.tap.common import AuthServiceOptions, makeListeningService, superviseWorkers
 from tcplab.tap.listening import ListeningService
 
 SERVICE_NAME = "tcplab-files"
@@ -120,6 +120,9 @@ def makeFactory(options: Options) -> FileServerFactory:
 
 def makeService(options: Options) -> IService:
     """The file service for twistd (and its tutorial listener, if asked for)."""
+    supervisor = superviseWorkers(options, SERVICE_NAME)
+    if supervisor is not None:
+        return supervisor
     factory = makeFactory(options)
     settings = options.settings(SERVICE_NAME, readSize=BULK_READ_SIZE, writeDirectly=True)
     service = makeListeningService(settings, factory, metrics=factory.metrics)
@@ -146,6 +149,7 @@ def makeService(options: Options) -> IService:
             options["tutorial-listen"],
             tutorial,
             shutdownTimeout=options["shutdown-timeout"],
+            reusePort=settings.workerIndex is not None,
         ).setServiceParent(service)
     except CannotListen as e:
         print(f"{SERVICE_NAME}: {e}", file=sys.stderr)

@@ -35,6 +35,7 @@ from tcplab.errors import CannotListen
 from tcplab.interfaces import IBindingService
 from tcplab.observe import ConnectionObserver
 from tcplab.reactors import defaultReactor
+from tcplab.workers import reusePortEndpoint
 
 
 def describeError(error: BaseException | None) -> str:
@@ -211,6 +212,9 @@ class ListeningService(MultiService):
     L{ConnectionObserver} (for at most C{shutdownTimeout} seconds), then
     stops the children.
 
+    With C{reusePort}, every TCP address is opened with C{SO_REUSEPORT} (a
+    worker of C{--workers}, see L{tcplab.workers}).
+
     @ivar endpoints: the L{EndpointService}s of the factory, one per description.
     @ivar listening: fires with the factory's ports once every binding child
         is bound, or fails with L{CannotListen}.
@@ -223,6 +227,7 @@ class ListeningService(MultiService):
         factory: IProtocolFactory,
         reactor: Any = None,
         shutdownTimeout: float = 10.0,
+        reusePort: bool = False,
     ) -> None:
         super().__init__()
         self.serviceName = serviceName
@@ -234,6 +239,8 @@ class ListeningService(MultiService):
         self._binding = False
         for description in descriptions:
             endpoint = parseEndpoint(self.reactor, description)
+            if reusePort:
+                endpoint = reusePortEndpoint(endpoint, description)
             service = EndpointService(serviceName, description, endpoint, factory)
             service.setServiceParent(self)
             self.endpoints.append(service)

@@ -94,7 +94,12 @@ def addWebListeners(
     label = f"{settings.serviceName} web"
     try:
         service = ListeningService(
-            label, descriptions, observer, shutdownTimeout=settings.shutdownTimeout
+            label,
+            descriptions,
+            observer,
+            shutdownTimeout=settings.shutdownTimeout,
+            # Under --workers every worker opens the web address too.
+            reusePort=settings.workerIndex is not None,
         )
     except CannotListen as e:
         print(f"{settings.serviceName}: {e}", file=sys.stderr)
