@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.cred import strcred
 from twisted.cred.credentials import IUsernamePassword
@@ -24,13 +24,14 @@ from twisted.internet.interfaces import IProtocolFactory, IReactorCore
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from tcplab.auth import Authenticator
 from tcplab.errors import CannotListen
 from tcplab.metrics import Metrics
-from tcplab.metricshttp import metricsFactory
 from tcplab.observe import ConnectionObserver
 from tcplab.settings import ServiceSettings
 from tcplab.tap.listening import EndpointService, ListeningService, parseEndpoint
+
+if TYPE_CHECKING:
+    from tcplab.auth import Authenticator
 
 
 def _positiveInt(value: str) -> int:
@@ -154,6 +155,8 @@ class AuthServiceOptions(ServiceOptions, strcred.AuthOptionMixin):
 
     def authenticator(self) -> Authenticator:
         """An L{Authenticator} for the checkers given (none: logins disabled)."""
+        from tcplab.auth import Authenticator  # only services that take --auth load it
+
         return Authenticator(list(self.get("credCheckers", [])))
 
 
@@ -229,6 +232,8 @@ def makeListeningService(
         if settings.metrics:
             label = f"{settings.serviceName} metrics"
             endpoint = parseEndpoint(service.reactor, settings.metrics, "--metrics")
+            from tcplab.metricshttp import metricsFactory  # only with --metrics
+
             web = metricsFactory(observer.metrics, reactor=service.reactor)
             service.metricsEndpoint = EndpointService(label, settings.metrics, endpoint, web)
             service.metricsEndpoint.setServiceParent(service)
