@@ -12,7 +12,6 @@ import ipaddress
 import re
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.endpoints import quoteStringArgument
 
 from tcplab.hostport import HOST_PORT
 
@@ -123,6 +122,9 @@ def clientEndpointDescription(address: str, timeout: float | None = None) -> str
     """
     if _HOST_PORT.match(address):
         host, port = splitHostPort(address)
+        # endpoints loads pyOpenSSL: imported when needed, not with this module
+        from twisted.internet.endpoints import quoteStringArgument
+
         description = f"tcp:host={quoteStringArgument(host)}:port={port}"
         if timeout is not None:
             description += f":timeout={timeout:g}"

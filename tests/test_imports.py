@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tcplab.cli.tlsfree import cannotUseTLS
+from tcplab.tlsfree import cannotUseTLS, serviceCannotUseTLS
 
 pytestmark = pytest.mark.subprocess
 
@@ -81,11 +81,12 @@ def test_client_help_and_version_import_no_twisted(argv: list[str]) -> None:
     assert loaded(modules, "tcplab.cli.echo", "tcplab.cli.files", "tcplab.files") == []
 
 
-def test_plain_echo_service_imports_no_web_auth_or_metrics() -> None:
-    """A plain ``tcplab-echo`` loads neither twisted.web, auth, chat nor the metrics endpoint."""
+def test_plain_echo_service_imports_no_tls_web_auth_or_metrics() -> None:
+    """A plain ``tcplab-echo`` loads neither pyOpenSSL, twisted.web, auth, chat nor metrics."""
     modules = modulesAfter(SERVICE, "tcplab-echo", "--listen", "tcp:0:interface=127.0.0.1")
     assert "tcplab.echo.stream" in modules
-    assert loaded(modules, "twisted.web", "tqdm", "tcplab.metricshttp", "tcplab.auth") == []
+    assert "twisted.internet.endpoints" in modules
+    assert loaded(modules, *HEAVY, "tcplab.metricshttp", "tcplab.auth") == []
     assert loaded(modules, "tcplab.chat", "tcplab.files", "twisted.cred.checkers") == []
 
 
@@ -149,3 +150,23 @@ def test_tls_is_left_out_only_when_the_address_cannot_use_it(
     args = argparse.Namespace(address=address, tls=False, cafile=None)
     vars(args).update(options)
     assert cannotUseTLS(args) is plain
+
+
+@pytest.mark.parametrize(
+    "options, plain",
+    [
+        ({"listen": ["tcp:8000", "unix:/tmp/s"], "udp": "udp:8000", "root": "/srv"}, True),
+        ({"listen": ["tcp:0"], "metrics": "tcp:9100", "mode": "echo", "limit": 5}, True),
+        ({"listen": ["tcp:0", "ssl:8443:privateKey=k.pem"]}, False),
+        ({"listen": ["tcp:0"], "metrics": "tls:9100"}, False),
+        ({"listen": ["tcp:0"], "web": "someplugin:8080"}, False),
+        ({"listen": ["tcp:0"], "web-cert": "/etc/cert.pem"}, False),
+        ({"listen": ["tcp:0"], "tls": True}, False),
+        ({"listen": ["tcp:0"], "tls-key": None}, True),
+    ],
+)
+def test_a_service_leaves_tls_out_only_when_no_option_can_use_it(
+    options: dict[str, object], plain: bool
+) -> None:
+    """A service drops pyOpenSSL only if every address is plain and no TLS-named option is set."""
+    assert serviceCannotUseTLS(options) is plain

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from tcplab import __version__
 from tcplab.cli.parsers import REGISTERS
-from tcplab.cli.tlsfree import leaveOutTLS
 from tcplab.errors import ExitCode
+from tcplab.tlsfree import cannotUseTLS, leaveOutTLS
 
 
 def buildParser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -66,6 +66,6 @@ def runMain(argv: Sequence[str] | None) -> int:
     # Intermixed parsing lets options and positionals come in any order
     # ("tcplab echo HOST:PORT --time hello world").
     args = commands[arguments[position]].parse_intermixed_args(arguments[position + 1 :])
-    leaveOutTLS(args)
+    leaveOutTLS(cannotUseTLS(args))
     status: int = args.run(args)
     return status
