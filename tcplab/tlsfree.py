@@ -62,14 +62,15 @@ def _strings(value: object) -> Iterable[str]:
 def serviceCannotUseTLS(options: Mapping[str, object]) -> bool:
     """
     Whether a service with these parsed options certainly needs no TLS:
-    no option named for TLS is set, and every value that looks like an
-    endpoint description (C{word:...}) is a plain one.
+    no option named for TLS is set, and every value with a colon in it (an
+    endpoint description, a URL, a HOST:PORT for some other service) is a
+    plain endpoint description.  Anything unrecognised keeps TLS in.
     """
     for name, value in options.items():
         if value and TLS_WORDS.search(name):
             return False
         for text in _strings(value):
-            if _SCHEME.match(text) and not isPlainEndpoint(text):
+            if ":" in text and not isPlainEndpoint(text):
                 return False
     return True
 

@@ -160,6 +160,8 @@ def test_tls_is_left_out_only_when_the_address_cannot_use_it(
         ({"listen": ["tcp:0", "ssl:8443:privateKey=k.pem"]}, False),
         ({"listen": ["tcp:0"], "metrics": "tls:9100"}, False),
         ({"listen": ["tcp:0"], "web": "someplugin:8080"}, False),
+        ({"listen": ["tcp:0"], "redis": "127.0.0.1:6379"}, False),
+        ({"listen": ["tcp:0"], "redis": "rediss://cache:6380"}, False),
         ({"listen": ["tcp:0"], "web-cert": "/etc/cert.pem"}, False),
         ({"listen": ["tcp:0"], "tls": True}, False),
         ({"listen": ["tcp:0"], "tls-key": None}, True),
