@@ -281,6 +281,16 @@ MINIMAL_ECHO_CLIENT = (
 """The floor for a whole echo round trip: a bare Python socket client."""
 
 
+TWISTED_IMPORT = (
+    "import sys; sys.modules['OpenSSL'] = None; "
+    "import twisted.internet.reactor, twisted.internet.endpoints"
+)
+"""
+The floor under any Twisted client: importing the reactor and endpoints,
+without pyOpenSSL (as tcplab does for a plain address) and without tcplab.
+"""
+
+
 def measureStartup(
     serverName: str, command: list[str], configName: str, needsServer: Any, logDir: Path
 ) -> Row:
@@ -399,19 +409,26 @@ def jobs(sizeMiB: int, idleConns: int) -> dict[str, Job]:
         "startup": Job(
             "startup",
             {
-                "tcplab --version": (["{tcplab}", "--version"], ["{python}", "-c", "pass"], False),
+                "tcplab --version": (
+                    ["{tcplab}", "--version"],
+                    ["{python}", "-c", "pass"],
+                    False,
+                    ["{python}", "-c", TWISTED_IMPORT],
+                ),
                 "tcplab echo --help": (
                     ["{tcplab}", "echo", "--help"],
                     ["{python}", "-c", "pass"],
                     False,
+                    ["{python}", "-c", TWISTED_IMPORT],
                 ),
                 "tcplab echo HOST:PORT hello": (
                     ["{tcplab}", "echo", "127.0.0.1:{port}", "hello"],
                     ["{python}", "-c", MINIMAL_ECHO_CLIENT, "{port}"],
                     True,
+                    ["{python}", "-c", TWISTED_IMPORT],
                 ),
             },
-            {"tcplab": 0, "bare python": 1},
+            {"tcplab": 0, "bare python": 1, "Twisted import only": 3},
             "ms",
             "ms wall",
             False,

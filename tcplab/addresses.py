@@ -12,7 +12,8 @@ import ipaddress
 import re
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.endpoints import quoteStringArgument
+
+from tcplab.hostport import HOST_PORT
 
 DEFAULT_BACKLOG = 1024
 """The listen backlog tcplab asks for unless a description sets one.
@@ -24,7 +25,7 @@ then silently drops handshakes that the clients believe complete."""
 _BACKLOG_ENDPOINTS = frozenset({"tcp", "tcp6", "ssl", "unix"})
 _HAS_BACKLOG = re.compile(r"(?:^|(?<!\\):)backlog=")
 
-_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
+_HOST_PORT = HOST_PORT
 
 
 def describeAddress(address: object) -> str:
@@ -121,6 +122,9 @@ def clientEndpointDescription(address: str, timeout: float | None = None) -> str
     """
     if _HOST_PORT.match(address):
         host, port = splitHostPort(address)
+        # endpoints loads pyOpenSSL: imported when needed, not with this module
+        from twisted.internet.endpoints import quoteStringArgument
+
         description = f"tcp:host={quoteStringArgument(host)}:port={port}"
         if timeout is not None:
             description += f":timeout={timeout:g}"

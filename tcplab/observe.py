@@ -81,7 +81,6 @@ class ObservedProtocol(ProtocolWrapper):
         self.bytesIn = 0
         self.bytesOut = 0
         self.openedAt = 0.0
-        self.peer = "?"
 
     # The two Deferreds are made on demand: most connections never need
     # them, and an idle connection should cost as little memory as it can.
@@ -105,6 +104,17 @@ class ObservedProtocol(ProtocolWrapper):
             if self.lostReason is not None:
                 self._closed.callback(None)
         return self._closed
+
+    @property
+    def peer(self) -> str:
+        """
+        The peer's printable address, worked out when a log line or trace
+        needs it: kept as a string it would cost every idle connection 64
+        bytes.
+        """
+        if self.transport is None:
+            return "?"
+        return describeAddress(self.transport.getPeer())
 
     @property
     def isOpen(self) -> bool:
@@ -135,7 +145,6 @@ class ObservedProtocol(ProtocolWrapper):
         setNoDelay(transport)
         if settings.readSize:
             setReadSize(transport, settings.readSize)
-        self.peer = describeAddress(transport.getPeer())
         self.openedAt = self.factory.reactor.seconds()
         if self.factory.traceSink is not None:
             self.tracer = WireTracer(self.peer, self.factory.traceSink, self.factory.hexdump)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Protocol
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -39,9 +38,21 @@ version while this depends on them; tests/test_sending.py has a canary test.
 """
 
 
+def isTCPConnection(transport: Any) -> bool:
+    """
+    Whether C{transport} is Twisted's TCP connection.  Importing
+    C{twisted.internet.tcp} here, when a connection exists, rather than at
+    start-up leaves the service free to start without pyOpenSSL, which that
+    module loads (see L{tcplab.tlsfree}).
+    """
+    from twisted.internet.tcp import Connection
+
+    return isinstance(transport, Connection)
+
+
 def canWriteDirectly(transport: Any) -> bool:
     """Whether L{writeDirectly} can take the fast path on C{transport}."""
-    return isinstance(transport, tcp.Connection) and all(
+    return isTCPConnection(transport) and all(
         hasattr(transport, name) for name in TWISTED_INTERNALS
     )
 
@@ -88,7 +99,7 @@ def setReadSize(transport: Any, size: int) -> None:
     reactor iterations (asyncio reads 256 KiB too); the backpressure bound
     per connection grows with it, still a constant.
     """
-    if isinstance(transport, tcp.Connection):
+    if isTCPConnection(transport):
         transport.bufferSize = size
 
 

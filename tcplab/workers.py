@@ -35,7 +35,6 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import LoopingCall
@@ -98,6 +97,10 @@ def reusePortEndpoint(endpoint: Any, description: str) -> ReusePortEndpoint:
     @raise CannotListen: the endpoint is of another kind (UNIX sockets, TLS)
         or on port 0 (every worker would get a port of its own).
     """
+    # Imported here: endpoints loads pyOpenSSL unless tcplab.tlsfree has
+    # left it out, which happens only once the options are known.
+    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+
     try:
         from twisted.internet.tcp import makeBinding  # noqa: F401
     except ImportError:

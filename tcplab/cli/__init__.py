@@ -1,25 +1,22 @@
 """
 The ``tcplab`` command: one client for every tcplab service.
 
-Each subcommand lives in its own module with a C{register(subparsers)}
-function; L{COMMAND_MODULES} lists them in the order ``--help`` shows them.
+The parsers live in L{tcplab.cli.parsers} and name each subcommand's
+implementation (C{tcplab.cli.echo}, C{chat}, C{files}) without importing it:
+only the subcommand that runs is imported, so ``--version`` and ``--help``
+start without Twisted.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
 from tcplab import __version__
+from tcplab.cli.parsers import REGISTERS
 from tcplab.errors import ExitCode
-
-COMMAND_MODULES = (
-    "tcplab.cli.echo",
-    "tcplab.cli.chat",
-    "tcplab.cli.files",
-)
+from tcplab.tlsfree import cannotUseTLS, leaveOutTLS
 
 
 def buildParser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -41,8 +38,8 @@ def buildParser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentP
     )
     parser.add_argument("--version", action="version", version=f"tcplab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for register in REGISTERS:
+        register(subparsers)
     return parser, dict(subparsers.choices)
 
 
@@ -69,5 +66,6 @@ def runMain(argv: Sequence[str] | None) -> int:
     # Intermixed parsing lets options and positionals come in any order
     # ("tcplab echo HOST:PORT --time hello world").
     args = commands[arguments[position]].parse_intermixed_args(arguments[position + 1 :])
+    leaveOutTLS(cannotUseTLS(args))
     status: int = args.run(args)
     return status

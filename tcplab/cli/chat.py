@@ -24,21 +24,12 @@ from twisted.internet import defer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from tcplab.cli.common import (
-    addAuthOptions,
-    addClientOptions,
-    escapeControls,
-    readPassword,
-    runCommand,
-)
+from tcplab.cli.common import escapeControls, readPassword, runCommand
 from tcplab.cli.stdio import PacedWriter, interact
 from tcplab.errors import ExitCode, TcplabError
 
 MAX_LINE = 64 * 1024
 """The longest line shown in full, in bytes."""
-
-DEFAULT_QUIT_WAIT = 5.0
-"""Seconds to wait for the server to close after our /quit."""
 
 LOGIN_TIMEOUT = 60.0
 """Seconds to wait for the server to accept or refuse a login (it may slow guessers down)."""
@@ -232,26 +223,6 @@ async def chat(reactor: Any, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def register(subparsers: Any) -> None:
-    """Add ``tcplab chat`` to the command line."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "chat",
-        help="join a tcplab chat server (or any line chat)",
-        description="Chat interactively; lines from stdin are sent, lines from the "
-        "server printed. Type /help once connected for the commands.",
-    )
-    addClientOptions(parser)
-    addAuthOptions(parser)
-    parser.add_argument("--nick", metavar="NAME", help="pick this nickname on arrival")
-    parser.add_argument(
-        "--no-history", action="store_true", help="do not replay the room's recent messages"
-    )
-    parser.add_argument(
-        "--quit-wait",
-        type=float,
-        default=DEFAULT_QUIT_WAIT,
-        metavar="SECONDS",
-        help="at the end of input, after /quit, wait this long for the server to close "
-        f"before closing ourselves (default {DEFAULT_QUIT_WAIT:g})",
-    )
-    parser.set_defaults(run=lambda args: runCommand(lambda reactor: chat(reactor, args)))
+def run(args: argparse.Namespace) -> int:
+    """Run ``tcplab chat``."""
+    return runCommand(lambda reactor: chat(reactor, args))

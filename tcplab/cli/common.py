@@ -1,6 +1,7 @@
 """
-Plumbing every ``tcplab`` subcommand shares: the common options, connecting
-(TLS in L{tcplab.cli.tls}), tracing, passwords, and showing text from a
+Plumbing every ``tcplab`` subcommand shares: the common options (defined in
+L{tcplab.cli.parsers}), connecting (TLS in L{tcplab.cli.tls}, imported only
+when a connection uses it), tracing, passwords, and showing text from a
 server safely.  L{runCommand} (from L{tcplab.cli.running}) runs a
 subcommand and turns its expected failures into one line and an exit status.
 """
@@ -15,21 +16,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from OpenSSL import SSL
-from service_identity import VerificationError
 from twisted.internet import defer, error
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, ISSLTransport
 from twisted.internet.protocol import Factory
 
 from tcplab.addresses import clientEndpointDescription, splitHostPort
+from tcplab.cli.parsers import PASSWORD_VARIABLE, addAuthOptions, addClientOptions
 from tcplab.cli.running import interruptibleBlockingCall, runCommand
-from tcplab.cli.tls import (
-    SniffingTLSEndpoint,
-    describeTLSError,
-    handshakeFailureReason,
-    tlsOptions,
-)
 from tcplab.errors import ConnectError, ExitCode, TcplabError
 from tcplab.observe import ConnectionObserver, ObservedProtocol
 
@@ -42,54 +36,6 @@ __all__ = [
     "readPassword",
     "runCommand",
 ]
-
-DEFAULT_TIMEOUT = 10.0
-"""Seconds to wait for a connection to be established."""
-
-
-def addClientOptions(parser: argparse.ArgumentParser) -> None:
-    """Add ADDRESS and the options every client command takes."""
-    parser.add_argument("address", metavar="ADDRESS", help="HOST:PORT or an endpoint description")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help=f"give up connecting after this long (default {DEFAULT_TIMEOUT:g})",
-    )
-    parser.add_argument(
-        "--trace",
-        action="store_true",
-        help="print every chunk read or written (size, direction, time) on stderr",
-    )
-    parser.add_argument(
-        "--hexdump", action="store_true", help="with --trace, also dump each chunk in hex"
-    )
-    parser.add_argument(
-        "--tls",
-        action="store_true",
-        help="connect to HOST:PORT with TLS, verifying the server against the system's CAs",
-    )
-    parser.add_argument(
-        "--cafile",
-        metavar="PEM",
-        help="connect to HOST:PORT with TLS, verifying the server against this CA "
-        "certificate (a self-signed server certificate works too)",
-    )
-
-
-PASSWORD_VARIABLE = "TCPLAB_PASSWORD"
-"""The environment variable the client reads a password from."""
-
-
-def addAuthOptions(parser: argparse.ArgumentParser) -> None:
-    """Add C{--user} (the password comes from the environment or a prompt)."""
-    parser.add_argument(
-        "--user",
-        metavar="NAME",
-        help=f"log in as NAME; the password is read from ${PASSWORD_VARIABLE}, "
-        "or asked for on the terminal (never taken on the command line)",
-    )
 
 
 def readPassword(args: argparse.Namespace) -> str | None:
@@ -127,6 +73,20 @@ def printToStderr(line: str) -> None:
     sys.stderr.flush()
 
 
+def isTLSFailure(failure: BaseException) -> bool:
+    """
+    Whether C{failure} is a TLS or certificate verification error.  Neither
+    can happen before the TLS modules are loaded, so a plain TCP client never
+    imports pyOpenSSL and C{cryptography} just to ask.
+    """
+    if "OpenSSL.SSL" not in sys.modules and "service_identity" not in sys.modules:
+        return False
+    from OpenSSL import SSL
+    from service_identity import VerificationError
+
+    return isinstance(failure, SSL.Error | VerificationError)
+
+
 def describeConnectFailure(address: str, failure: BaseException) -> str:
     """A short human reason for a failed connection attempt."""
     if isinstance(failure, error.ConnectionRefusedError):
@@ -137,7 +97,9 @@ def describeConnectFailure(address: str, failure: BaseException) -> str:
         reason = "timed out"
     elif isinstance(failure, error.NoRouteError):
         reason = "no route to host"
-    elif isinstance(failure, SSL.Error | VerificationError):
+    elif isTLSFailure(failure):
+        from tcplab.cli.tls import describeTLSError
+
         reason = f"TLS verification failed ({describeTLSError(failure)})"
     else:
         reason = " ".join(str(failure).split()) or type(failure).__name__
@@ -154,6 +116,8 @@ def clientEndpoint(reactor: Any, args: argparse.Namespace) -> Any:
         tls = getattr(args, "tls", False) or getattr(args, "cafile", None)
         if not tls or not description.startswith("tcp:"):
             return clientFromString(reactor, description)
+        from tcplab.cli.tls import SniffingTLSEndpoint, tlsOptions
+
         host, port = splitHostPort(args.address)
         return SniffingTLSEndpoint(
             tlsOptions(host, getattr(args, "cafile", None)),
@@ -202,6 +166,8 @@ async def connect(
             first = getattr(protocol.transport, "firstBytes", None)
             reason = None
             if first is not None and not isinstance(e, defer.TimeoutError | defer.CancelledError):
+                from tcplab.cli.tls import handshakeFailureReason
+
                 reason = handshakeFailureReason(first)
             if reason is None:
                 raise ConnectError(describeConnectFailure(args.address, e)) from None

@@ -32,16 +32,11 @@ from typing import Any
 
 from twisted.internet import defer
 
-from tcplab.cli.common import addClientOptions, connect, forProtocol, runCommand
+from tcplab.cli.common import connect, forProtocol, runCommand
 from tcplab.cli.echoclient import ConnectionClosed, EchoClientProtocol
+from tcplab.cli.parsers import RAW_QUIET
 from tcplab.cli.stdio import PacedWriter, StdoutSink, interact
 from tcplab.errors import ExitCode, ProtocolViolation
-
-DEFAULT_EOF_LIMIT = 4096
-"""Bytes read after our own EOF beyond what the server still owes us."""
-
-RAW_QUIET = 1.0
-"""With --raw, seconds of silence after the last reply before we close."""
 
 
 def note(text: str) -> None:
@@ -164,83 +159,6 @@ async def relayStdin(reactor: Any, args: argparse.Namespace) -> int:
     )
     reportCutOff(client, args.eof_limit)
     return ExitCode.OK
-
-
-def nonNegativeSeconds(value: str) -> float:
-    """An argparse type: seconds, at least 0."""
-    seconds = float(value)
-    if seconds < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return seconds
-
-
-def byteCount(value: str) -> int:
-    """An argparse type: a number of bytes, at least 0."""
-    count = int(value)
-    if count < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return count
-
-
-def register(subparsers: Any) -> None:
-    """Add ``tcplab echo`` to the command line."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "echo",
-        help="talk to an echo server (or any line server): send messages, print replies",
-        description=(
-            "Send each MESSAGE as a line and print the reply; with no MESSAGE, relay "
-            "stdin to the server and print what comes back until either side closes."
-        ),
-    )
-    addClientOptions(parser)
-    parser.add_argument("messages", metavar="MESSAGE", nargs="*", help="lines to send")
-    parser.add_argument(
-        "--chunk", type=int, metavar="N", help="split what is sent into writes of N bytes"
-    )
-    parser.add_argument(
-        "--delay",
-        type=lambda v: float(v) / 1000,
-        default=0.0,
-        metavar="MS",
-        help="pause this many milliseconds between writes",
-    )
-    parser.add_argument("--time", action="store_true", help="print each round-trip time")
-    parser.add_argument(
-        "--no-wait",
-        action="store_true",
-        help="send all messages at once instead of waiting for each reply",
-    )
-    parser.add_argument(
-        "-w",
-        "--wait",
-        type=nonNegativeSeconds,
-        metavar="SECONDS",
-        help="wait at most this long for each reply (one that has started arriving "
-        "counts) and, after the end of input, for the server to close (default: no limit)",
-    )
-    parser.add_argument(
-        "--raw",
-        action="store_true",
-        help="for servers without line ends (the tutorials'): send each MESSAGE as it is, "
-        "take whatever one read brings as its reply (a close after the last MESSAGE "
-        "answers it), then read on until the server closes or is quiet for -w seconds "
-        f"(default {RAW_QUIET:g}) and close, as the tutorials' clients do, without "
-        "half-closing first",
-    )
-    parser.add_argument(
-        "--greeting",
-        action="store_true",
-        help="the server speaks first: wait for its welcome before sending",
-    )
-    parser.add_argument(
-        "--eof-limit",
-        type=byteCount,
-        default=DEFAULT_EOF_LIMIT,
-        metavar="BYTES",
-        help="after the end of input, read what the server still owes plus at most "
-        f"BYTES more, then hang up (default {DEFAULT_EOF_LIMIT})",
-    )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

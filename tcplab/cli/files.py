@@ -19,10 +19,8 @@ import datetime
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tcplab.cli.common import addAuthOptions, addClientOptions, runCommand
-from tcplab.cli.files_get import getCommand
-from tcplab.cli.files_put import putCommand
-from tcplab.cli.files_session import FIRST_DELAY, MAX_DELAY, Session
+from tcplab.cli.common import runCommand
+from tcplab.cli.files_session import Session
 from tcplab.errors import ExitCode, TcplabError
 from tcplab.files.replies import Entry, printable
 
@@ -76,76 +74,7 @@ async def removeCommand(reactor: Any, args: argparse.Namespace) -> int:
     return session.failures
 
 
-def register(subparsers: Any) -> None:
-    """Add ``tcplab ls``, ``get``, ``put`` and ``rm``."""
-
-    def command(name: str, summary: str, main: Command) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = subparsers.add_parser(
-            name, help=summary, description=summary
-        )
-        addClientOptions(parser)
-        addAuthOptions(parser)
-        parser.set_defaults(
-            main=main, run=lambda args: runCommand(lambda reactor: main(reactor, args))
-        )
-        return parser
-
-    ls = command("ls", "list a remote directory of a tcplab-files server", listCommand)
-    ls.add_argument("path", metavar="PATH", nargs="?", default="", help="remote directory")
-
-    for name, summary, main in [
-        ("get", "download files (resumable, SHA-256 verified)", getCommand),
-        ("put", "upload files (resumable, SHA-256 verified)", putCommand),
-    ]:
-        parser = command(name, summary, main)
-        if name == "get":
-            parser.add_argument("remote", metavar="REMOTE", nargs="+")
-            parser.add_argument(
-                "-o",
-                "--output",
-                metavar="LOCAL",
-                help="file (one REMOTE) or directory (a trailing / creates it); - for stdout",
-            )
-            parser.add_argument(
-                "-L",
-                "--follow-links",
-                dest="followLinks",
-                action="store_true",
-                help="with -r, descend into symbolic links to directories too (a link loop "
-                "is recognised and skipped)",
-            )
-        else:
-            parser.add_argument(
-                "local",
-                metavar="LOCAL",
-                nargs="+",
-                help="files (trees with -r); - for stdin",
-            )
-            parser.add_argument("--to", metavar="REMOTE_DIR", default="", help="remote directory")
-            parser.add_argument(
-                "--as",
-                dest="remoteName",
-                metavar="NAME",
-                help="the remote name of a single LOCAL (default: its own name; "
-                "NAME/ puts it inside that directory); needed for - (stdin)",
-            )
-        parser.add_argument("-r", "--recursive", action="store_true", help="whole directory trees")
-        parser.add_argument("--overwrite", action="store_true", help="replace existing files")
-        parser.add_argument(
-            "--retries",
-            type=int,
-            default=0,
-            metavar="N",
-            help="when the connection drops or the file is busy, try again up to N times, "
-            f"resuming, waiting {FIRST_DELAY:g} s and then twice as long each time "
-            f"(at most {MAX_DELAY:g} s)",
-        )
-        parser.add_argument(
-            "-q", "--quiet", action="store_true", help="no progress bar and no summary"
-        )
-        parser.add_argument(
-            "-v", "--verbose", action="store_true", help="report each file, also off a terminal"
-        )
-
-    rm = command("rm", "delete remote files", removeCommand)
-    rm.add_argument("remote", metavar="REMOTE", nargs="+")
+def run(args: argparse.Namespace) -> int:
+    """Run ``tcplab ls``, ``get``, ``put`` or ``rm``: the C{main} its parser chose."""
+    main: Command = args.main
+    return runCommand(lambda reactor: main(reactor, args))

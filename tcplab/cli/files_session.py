@@ -19,18 +19,13 @@ from typing import Any, TypeVar
 from twisted.internet.task import deferLater
 
 from tcplab.cli.common import connect, forProtocol, readPassword
+from tcplab.cli.parsers import FIRST_DELAY, MAX_DELAY
 from tcplab.errors import ConnectError, ExitCode, TcplabError
 from tcplab.files import wire
 from tcplab.files.client import ConnectionLostError, FileClient
 from tcplab.files.replies import BUSY, RemoteError, printable
 
 T = TypeVar("T")
-
-FIRST_DELAY = 0.5
-"""Seconds before the first retry."""
-
-MAX_DELAY = 10.0
-"""The longest wait between two retries, in seconds."""
 
 
 def retryDelays(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Iterator[float]:

@@ -15,8 +15,8 @@ from twisted.internet import udp
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from tcplab.chat.flood import TokenBucket
 from tcplab.echo.modes import DEFAULT_ACK, parseMode, replyFor
+from tcplab.flood import TokenBucket
 
 MAX_DATAGRAM = 65507
 """The largest UDP payload over IPv4 (65,535 less the IP and UDP headers)."""

@@ -14,8 +14,6 @@ from twisted.python import usage
 
 from tcplab.chat import ChatFactory, ChatHub
 from tcplab.chat.chatlog import ChatLogService, checkWritable
-from tcplab.chat.cluster import ClusterHub
-from tcplab.chat.clusterlink import ClusterLink
 from tcplab.chat.hub import (
     DEFAULT_ANNOUNCE_LIMIT,
     DEFAULT_HISTORY,
@@ -23,7 +21,6 @@ from tcplab.chat.hub import (
     DEFAULT_ROOM_EXPIRY,
 )
 from tcplab.chat.protocol import FLOOD_BURST, FLOOD_RATE, MAX_LINE, MAX_PENDING
-from tcplab.chat.redislink import parseRedisURL
 from tcplab.errors import CannotListen
 from tcplab.tap.common import (
     AuthServiceOptions,
@@ -147,6 +144,8 @@ class Options(AuthServiceOptions):
         if not self["cluster-ttl"] >= 1 or not self["cluster-timeout"] > 0:
             raise usage.UsageError("--cluster-ttl must be 1 or more, --cluster-timeout above 0")
         if self["cluster"] is not None:
+            from tcplab.chat.redislink import parseRedisURL  # only with --cluster
+
             try:
                 self["cluster"] = parseRedisURL(self["cluster"])
             except ValueError as e:
@@ -178,7 +177,11 @@ def makeService(options: Options) -> IService:
                 file=sys.__stderr__ or sys.stderr,
             )
             raise SystemExit(EXIT_BAD_CHAT_LOG) from None
-    hubClass = ClusterHub if options["cluster"] is not None else ChatHub
+    hubClass: type[ChatHub] = ChatHub
+    if options["cluster"] is not None:
+        from tcplab.chat.cluster import ClusterHub  # only with --cluster
+
+        hubClass = ClusterHub
     hub = hubClass(
         historySize=options["history"],
         announceLimit=options["announce-limit"],
@@ -199,7 +202,11 @@ def makeService(options: Options) -> IService:
         from tcplab.web.tap import addChatWeb
 
         addChatWeb(service, settings, options["web"], factory)
-    if isinstance(hub, ClusterHub):
+    if options["cluster"] is not None:
+        from tcplab.chat.cluster import ClusterHub
+        from tcplab.chat.clusterlink import ClusterLink
+
+        assert isinstance(hub, ClusterHub)
         reactor = service.reactor
 
         def fatal(message: str) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -52,6 +51,10 @@ def parseEndpoint(reactor: Any, description: str, option: str = "--listen") -> A
         the C{option} it came from.
     """
     try:
+        # Imported here, after the options are known: endpoints loads pyOpenSSL
+        # unless tcplab.tlsfree has left it out for a service without TLS.
+        from twisted.internet.endpoints import serverFromString
+
         endpoint = serverFromString(reactor, withBacklog(description))
     except Exception as e:
         raise CannotListen(f"bad {option} {description!r}: {describeError(e)}") from None
