@@ -50,6 +50,8 @@ STARTUP = 60.0
 """Seconds Firefox may take to open its Marionette port."""
 TIMEOUT = 20.0
 """Seconds a page may take for any one step."""
+ENTER = "\ue007"
+"""The WebDriver key code of Enter, for C{send_keys}."""
 PHONE = (390, 760)
 """A phone-sized window, as the Chromium tests use."""
 
@@ -159,7 +161,8 @@ class Firefox:
         try:
             port = waitUntil(self._activePort, "Firefox's Marionette port", STARTUP)
             self.client = Marionette(host="127.0.0.1", port=port, socket_timeout=TIMEOUT * 3)
-            self.client.start_session()
+            # The TLS tests' throw-away CA is not in this profile's trust store.
+            self.client.start_session({"acceptInsecureCerts": True})
             self.client.timeout.page_load = TIMEOUT
             self.client.timeout.script = TIMEOUT
         except BaseException:

@@ -13,14 +13,11 @@ from typing import Any
 import pytest
 
 from tests.web.browsing import SAVED
-from tests.web.firefox import FIREFOX_MARKS
+from tests.web.firefox import ENTER, FIREFOX_MARKS
 from tests.web.test_browser_chat import LineClient
 from tests.web.webtools import WebServer
 
 pytestmark = FIREFOX_MARKS
-
-ENTER = "\ue007"
-"""The WebDriver key code of Enter."""
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,23 @@
 """
 The files page in a real Firefox (Debian's firefox-esr over Marionette)
 against the real twistd: a directory listed, a file uploaded with the page's
-file input and its SHA-256 shown, and a file downloaded by its link.
+file input and its SHA-256 shown, a file downloaded by its link, and the
+login form over TLS.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support import makeCertificates, tlsListen
 from tests.web.browsing import SAVED
-from tests.web.firefox import FIREFOX_MARKS, waitUntil
+from tests.web.firefox import ENTER, FIREFOX_MARKS, waitUntil
 from tests.web.webtools import WebServer
 
 pytestmark = FIREFOX_MARKS
@@ -94,3 +97,38 @@ def test_firefoxDownloadsByTheLink(firefox: Any, files: WebServer, share: Path) 
     )
     assert saved.read_bytes() == expected
     assert firefox.consoleProblems(files.origin) == []
+
+
+@pytest.fixture(scope="module")
+def accountFiles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    """A files service with accounts only, its page over TLS (a throw-away CA)."""
+    base = tmp_path_factory.mktemp("firefox-tls")
+    paths = makeCertificates(base)
+    (base / "root").mkdir()
+    (base / "root" / "members.txt").write_bytes(b"members only")
+    web = WebServer(
+        "tcplab-files",
+        ["--root", str(base / "root"), "--auth", "memory:alice:secret", "--no-anonymous"],
+        web=tlsListen(paths),
+        tls=ssl.create_default_context(cafile=str(paths["ca"])),
+    )
+    yield web
+    web.stop()
+
+
+def test_firefoxLogsInOverTls(firefox: Any, accountFiles: WebServer) -> None:
+    """In Firefox over TLS, the login form is all a visitor sees until alice logs in.
+
+    The session cookie stays out of the page's reach (HttpOnly).
+    """
+    firefox.open(accountFiles.origin + "/")
+    firefox.waitForText("#status", "log in to see the files")
+    assert firefox.run("return document.getElementById('login').hidden") is False
+    assert firefox.texts("#entries tr") == []
+    firefox.find("#user").send_keys("alice")
+    firefox.find("#password").send_keys("secret" + ENTER)
+    firefox.waitForText("#entries a", "members.txt")
+    assert firefox.texts("#who") == ["logged in as alice"]
+    assert firefox.run("return document.getElementById('login').hidden") is True
+    assert firefox.run("return document.cookie") == ""
+    assert firefox.consoleProblems(accountFiles.origin) == []
