@@ -37,3 +37,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Say where this run's screenshots of the pages are, for a person to look at."""
     for path in SAVED:
         terminalreporter.write_line(f"screenshot of the {path.stem} page: {path}")
+
+
+@pytest.fixture(scope="module")
+def firefox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Firefox ESR (driven over Marionette) for a test module, always quit."""
+    from tests.web.firefox import FIREFOX, Firefox
+
+    if FIREFOX is None:
+        pytest.skip("no Firefox binary: apt-get install firefox-esr (.ci/run does)")
+    launched = Firefox(FIREFOX, tmp_path_factory.mktemp("firefox"))
+    try:
+        yield launched
+    finally:
+        launched.quit()
