@@ -11,7 +11,7 @@ from typing import BinaryIO
 from tcplab.files.replies import MalformedReply
 from tcplab.files.storage import Hasher
 
-Progress = Callable[[int], None]
+Progress = Callable[[int], object]
 
 
 class BoundedDownload:

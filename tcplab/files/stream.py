@@ -36,7 +36,7 @@ class FrameSender:
         hasher: Hasher | None,
         finished: Callable[[Failure | None], None],
         limit: int | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
         closeFile: bool = True,
         transform: Callable[[bytes], bytes] = wire.dataFrame,
     ) -> None:
