@@ -15,10 +15,9 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import EllipsisType
-from typing import TypeAlias, TypedDict, TypeVar
+from typing import TypedDict, TypeVar
 
-JSONObject: TypeAlias = dict[str, object]
-"""A decoded control message: a JSON object whose values are checked where read."""
+from tcplab.jsontypes import JSONObject
 
 Kind = TypeVar("Kind", str, int, bool)
 

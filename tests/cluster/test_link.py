@@ -78,6 +78,7 @@ async def test_lines_arrive_once_in_order_across_a_dropped_connection(redis: Red
             hubA.say(alice, f"line {i}")
             if i == 20:
                 # Sent but (mostly) not yet acknowledged: the connection dies.
+                assert linkA.writer.connection is not None
                 linkA.writer.connection.transport.abortConnection()
         await waitUntil(lambda: len(bob.said()) >= 40)
         hubA.say(alice, "end")
