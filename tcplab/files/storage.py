@@ -256,12 +256,13 @@ class Upload:
         """
         if self.received + len(chunk) > self.size:
             raise BadRequest(f"more data than the {self.size} bytes announced")
+        digest = self.runningDigest()
         try:
             self.file.write(chunk)
         except OSError as e:
             self.abort(keep=False)
             raise diskError(e) from None
-        self.runningDigest().update(chunk)
+        digest.update(chunk)
         self.received += len(chunk)
 
     def finish(self, digest: str | None) -> str:
