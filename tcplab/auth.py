@@ -24,7 +24,6 @@ however the guesses are spread over connections:
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
 
 from twisted.cred import error as credError
 from twisted.cred.checkers import (
@@ -34,6 +33,7 @@ from twisted.cred.checkers import (
 )
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -85,7 +85,7 @@ class Authenticator:
     def __init__(
         self,
         checkers: list[ICredentialsChecker],
-        reactor: Any = None,
+        reactor: IReactorTime | None = None,
         maxHosts: int = MAX_HOSTS,
         forgetAfter: float = FORGET_AFTER,
     ) -> None:

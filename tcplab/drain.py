@@ -11,12 +11,14 @@ the shutdown timeout is aborted.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.logger import Logger
 
 from tcplab.interfaces import IGracefulStop
+from tcplab.transports import ConnectionTransport
 
 log = Logger()
 
@@ -24,8 +26,8 @@ log = Logger()
 class Drainable(Protocol):
     """What a drain needs of a connection (L{tcplab.observe.ObservedProtocol})."""
 
-    wrappedProtocol: Any
-    transport: Any
+    wrappedProtocol: IProtocol
+    transport: ConnectionTransport
 
     @property
     def closed(self) -> defer.Deferred[None]:
@@ -51,7 +53,7 @@ def plural(count: int, noun: str) -> str:
 
 
 def drainConnections(
-    serviceName: str, connections: Sequence[Drainable], timeout: float, reactor: Any
+    serviceName: str, connections: Sequence[Drainable], timeout: float, reactor: IReactorTime
 ) -> defer.Deferred[None]:
     """
     Ask every connection to wind down; fire when all are closed, aborting

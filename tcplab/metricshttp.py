@@ -14,9 +14,7 @@ C{503} and are closed.
 
 from __future__ import annotations
 
-from typing import Any
-
-from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,6 +22,7 @@ from twisted.python.failure import Failure
 from tcplab.limits import RefusingProtocol
 from tcplab.metrics import CONTENT_TYPE, Metrics
 from tcplab.reactors import defaultReactor
+from tcplab.transports import ConnectionTransport
 
 MAX_SCRAPERS = 16
 """Connections to the metrics endpoint served at once."""
@@ -59,6 +58,8 @@ def httpResponse(
 
 class MetricsHTTPProtocol(Protocol):
     """Answer one HTTP request on one connection, then close."""
+
+    transport: ConnectionTransport  # type: ignore[assignment]
 
     factory: MetricsHTTPFactory
 
@@ -111,7 +112,7 @@ class MetricsHTTPProtocol(Protocol):
         """
         self.answered = True
         self.received = b""
-        transport: Any = self.transport
+        transport = self.transport
         transport.write(httpResponse(status, body, extra=headers))
         transport.pauseProducing()
         transport.loseWriteConnection()
@@ -121,7 +122,7 @@ class MetricsHTTPProtocol(Protocol):
     def timedOut(self) -> None:
         """The request took too long (or a refused client lingered): cut it."""
         self.deadline = None
-        transport: Any = self.transport
+        transport = self.transport
         if not self.answered:
             self.answered = True
             transport.write(httpResponse("408 Request Timeout", b"request too slow\n"))
@@ -145,7 +146,12 @@ class MetricsHTTPFactory(Factory):
     noisy = False
     log = Logger()
 
-    def __init__(self, metrics: Metrics, reactor: Any = None, maxConnections: int = MAX_SCRAPERS):
+    def __init__(
+        self,
+        metrics: Metrics,
+        reactor: IReactorTime | None = None,
+        maxConnections: int = MAX_SCRAPERS,
+    ) -> None:
         self.metrics = metrics
         self.reactor = defaultReactor(reactor)
         self.maxConnections = maxConnections
@@ -163,6 +169,6 @@ class MetricsHTTPFactory(Factory):
         return protocol
 
 
-def metricsFactory(metrics: Metrics, reactor: Any = None) -> MetricsHTTPFactory:
+def metricsFactory(metrics: Metrics, reactor: IReactorTime | None = None) -> MetricsHTTPFactory:
     """The factory serving C{metrics} at C{GET /metrics}."""
     return MetricsHTTPFactory(metrics, reactor)

@@ -83,6 +83,7 @@ class ServiceSettings:
     def fromOptions(
         cls,
         serviceName: str,
+        # Any: twisted.python.usage.Options values, each of its option's coerced type.
         options: Mapping[str, Any],
         readSize: int | None = None,
         writeDirectly: bool = False,

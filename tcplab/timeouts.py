@@ -15,8 +15,9 @@ timeout period and disconnects:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
+from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.internet.task import LoopingCall
 
 from tcplab.interfaces import IMessageProgress
@@ -37,7 +38,7 @@ class Timed(Protocol):
     bytesIn: int
     bytesOut: int
     openedAt: float
-    wrappedProtocol: Any
+    wrappedProtocol: IProtocol
     sweepSeen: int
     """Bytes in + out at the last sweep."""
     sweepQuietSince: float | None
@@ -64,7 +65,7 @@ class TimeoutSweeper:
         connections: Callable[[], Iterable[Timed]],
         idleTimeout: float | None,
         messageTimeout: float | None,
-        reactor: Any,
+        reactor: IReactorTime,
     ) -> None:
         self.connections = connections
         self.idleTimeout = idleTimeout or None

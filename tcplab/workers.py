@@ -35,11 +35,20 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IProcessTransport,
+    IProtocolFactory,
+    IReactorCore,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from tcplab.errors import CannotListen, ExitCode
 from tcplab.reactors import defaultReactor
@@ -68,19 +77,22 @@ KILL_GRACE = 5.0
 """Seconds past the shutdown timeout before a worker that will not stop is killed."""
 
 
+@implementer(IStreamServerEndpoint)
 class ReusePortEndpoint:
     """
     A TCP server endpoint whose socket sets C{SO_REUSEPORT} (and
     C{SO_REUSEADDR}), so several processes can each listen on the address.
     """
 
+    # Any: listenTCP is called with a binding, which IReactorTCP (port: int)
+    # does not describe yet.
     def __init__(self, reactor: Any, port: int, backlog: int, interface: str) -> None:
         self.reactor = reactor
         self.port = port
         self.backlog = backlog
         self.interface = interface
 
-    def listen(self, factory: Any) -> defer.Deferred[IListeningPort]:
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
         """Listen with a binding object (Twisted 26.10's C{listenTCP} takes one)."""
         from twisted.internet.tcp import makeBinding
 
@@ -90,7 +102,7 @@ class ReusePortEndpoint:
         )
 
 
-def reusePortEndpoint(endpoint: Any, description: str) -> ReusePortEndpoint:
+def reusePortEndpoint(endpoint: IStreamServerEndpoint, description: str) -> ReusePortEndpoint:
     """
     The C{SO_REUSEPORT} twin of a parsed C{tcp:}/C{tcp6:} endpoint.
 
@@ -204,11 +216,11 @@ class _Worker:
 
     def __init__(self, index: int) -> None:
         self.index = index
-        self.process: Any = None
+        self.process: IProcessTransport | None = None
         self.startedAt = 0.0
         self.restarts = 0
         self.everUp = False
-        self.restartCall: Any = None
+        self.restartCall: IDelayedCall | None = None
 
 
 class WorkerSupervisor(Service):
@@ -227,6 +239,7 @@ class WorkerSupervisor(Service):
         plugin: str,
         arguments: Sequence[str],
         count: int,
+        # Any: the reactor in several roles (see tcplab.reactors.defaultReactor).
         reactor: Any = None,
         shutdownTimeout: float = 10.0,
         executable: str = sys.executable,
@@ -241,7 +254,7 @@ class WorkerSupervisor(Service):
         self.stopping = False
         self.exitStatus: int | None = None
         self._allGone: defer.Deferred[None] | None = None
-        self._watchdog: Any = None
+        self._watchdog: IDelayedCall | None = None
 
     def command(self, index: int) -> list[str]:
         """The command line of worker C{index}: the plugin under ``twist``."""
@@ -355,6 +368,8 @@ class WorkerSupervisor(Service):
 
     def _killStragglers(self) -> None:
         for worker in self.runningWorkers():
+            if worker.process is None:
+                continue  # (runningWorkers has none: for the type checker)
             self.log.warn(
                 "{service} worker {index} did not stop in time; killing it",
                 service=self.serviceName,
@@ -363,7 +378,7 @@ class WorkerSupervisor(Service):
             worker.process.signalProcess("KILL")
 
 
-def _exitLater(reactor: Any, status: int) -> None:
+def _exitLater(reactor: IReactorCore, status: int) -> None:
     """Leave with a worker's fatal status once the reactor has stopped."""
     reactor.addSystemEventTrigger("after", "shutdown", os._exit, status)
 
@@ -374,7 +389,7 @@ class OrphanWatch(Service):
     could not forward anything), so no worker outlives it.
     """
 
-    def __init__(self, reactor: Any = None, interval: float = 1.0) -> None:
+    def __init__(self, reactor: IReactorTime | None = None, interval: float = 1.0) -> None:
         self.reactor = defaultReactor(reactor)
         self.parentPid = os.getppid()
         self.loop = LoopingCall(self.check)

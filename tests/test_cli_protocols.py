@@ -7,15 +7,18 @@ a running command on a memory reactor.
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Factory
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from tcplab.cli.chat import ChatClientProtocol, LoginRefused
 from tcplab.cli.echoclient import ConnectionClosed, EchoClientProtocol
-from tcplab.cli.running import INTERRUPT_GRACE, CommandRun
+from tcplab.cli.running import INTERRUPT_GRACE, CommandRun, ICommandReactor
 from tcplab.echo import EchoProtocol
 from tests.memory import MemoryConnection, connectInMemory
 
@@ -78,7 +81,7 @@ def test_quiet_server_left_after_idle_timeout() -> None:
 
 def test_line_reply_waits_for_line_end() -> None:
     """In line mode a reply is complete at its line end, not at its first bytes."""
-    client = EchoClientProtocol(lambda data: None, clock=None)
+    client = EchoClientProtocol(lambda data: None, clock=Clock())
     client.makeConnection(StringTransport())
     reply = client.waitForReply(raw=False)
     client.dataReceived(b"par")
@@ -89,7 +92,7 @@ def test_line_reply_waits_for_line_end() -> None:
 
 def test_raw_reply_is_one_read() -> None:
     """In raw mode the next read is the reply, whatever it holds."""
-    client = EchoClientProtocol(lambda data: None, clock=None)
+    client = EchoClientProtocol(lambda data: None, clock=Clock())
     client.makeConnection(StringTransport())
     reply = client.waitForReply(raw=True)
     client.dataReceived(b"x")
@@ -98,7 +101,7 @@ def test_raw_reply_is_one_read() -> None:
 
 def test_greeting_already_received_counts() -> None:
     """A greeting that arrived before the wait began still answers a first=True wait."""
-    client = EchoClientProtocol(lambda data: None, clock=None)
+    client = EchoClientProtocol(lambda data: None, clock=Clock())
     client.makeConnection(StringTransport())
     client.dataReceived(b"welcome")
     assert client.waitForReply(raw=True, first=True).called
@@ -107,7 +110,7 @@ def test_greeting_already_received_counts() -> None:
 @pytest.mark.parametrize(("data", "answered"), [(b"started", True), (b"", False)])
 def test_close_answers_a_started_reply_only(data: bytes, answered: bool) -> None:
     """A close after part of a reply answers it; a close after nothing fails the wait."""
-    client = EchoClientProtocol(lambda data: None, clock=None)
+    client = EchoClientProtocol(lambda data: None, clock=Clock())
     client.makeConnection(StringTransport())
     reply = client.waitForReply(raw=False)
     if data:
@@ -178,7 +181,7 @@ def test_interrupt_cancels_the_command(capsys: pytest.CaptureFixture[str]) -> No
             cleanedUp.append(True)
         return 0
 
-    run = CommandRun(clock, command)
+    run = CommandRun(cast(ICommandReactor, clock), command)  # it drives core and time
     run.start()
     run.interrupt()
     assert cleanedUp == [True] and run.interrupted and clock.hasStopped
@@ -196,7 +199,7 @@ def test_command_ignoring_cancellation_stopped_after_grace() -> None:
             await Deferred()  # carries on regardless
         return 0
 
-    run = CommandRun(clock, stubborn)
+    run = CommandRun(cast(ICommandReactor, clock), stubborn)
     run.start()
     run.interrupt()
     assert not clock.hasStopped

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import cast
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints
 from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IReactorUDP, IStreamServerEndpoint
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 from twisted.python import usage
 from zope.interface import implementer
@@ -298,7 +299,8 @@ def test_udp_binds_in_privileged_start() -> None:
         return StubPort()
 
     clock.listenUDP = listenUDP  # type: ignore[attr-defined]
-    udp = echoTap.DatagramEchoService("127.0.0.1", 7, EchoDatagramProtocol(), clock)
+    reactor = cast(IReactorUDP, clock)  # its listenUDP is the stub above
+    udp = echoTap.DatagramEchoService("127.0.0.1", 7, EchoDatagramProtocol(), reactor)
     udp.privilegedStartService()
     assert listened == [(7, "127.0.0.1")]
     udp.startService()

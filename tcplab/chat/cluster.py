@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from itertools import count
 from typing import Any
 
@@ -49,7 +49,7 @@ class IClusterBus(Interface):
     up = Attribute("Whether the link to the other nodes is up.")
 
     def publish(
-        record: dict[str, Any],
+        record: Mapping[str, object],
         member: tuple[str, str, str] | None = None,
         history: tuple[str, str] | None = None,
     ) -> None:
@@ -60,7 +60,7 @@ class IClusterBus(Interface):
         """
 
     def claim(
-        record: dict[str, Any],
+        record: Mapping[str, object],
         memberId: str,
         memberValue: str,
         newKey: str,
@@ -69,7 +69,7 @@ class IClusterBus(Interface):
     ) -> None:
         """Claim nickname key C{newKey}; if ours, send C{record}; C{answer} says which."""
 
-    def quit(record: dict[str, Any], memberId: str, key: str) -> None:
+    def quit(record: Mapping[str, object], memberId: str, key: str) -> None:
         """Send C{record}, forget the member and release its nickname key."""
 
 
@@ -102,6 +102,7 @@ class ClusterHub(ChatHub):
 
     log = Logger()
 
+    # Any: ChatHub's own parameters, passed through unchanged.
     def __init__(self, *args: Any, node: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.node = node or newNodeId()
@@ -250,7 +251,7 @@ class ClusterHub(ChatHub):
 
     # What the other nodes did.
 
-    def apply(self, node: str, seq: int, record: dict[str, Any]) -> None:
+    def apply(self, node: str, seq: int, record: Mapping[str, object]) -> None:
         """Apply one record from another node (once: duplicates are dropped)."""
         if node == self.node or seq <= self._seen.get(node, 0):
             return
@@ -260,7 +261,7 @@ class ClusterHub(ChatHub):
         except ChatError as e:
             self.log.info("cluster record from {node} not applied: {why}", node=node, why=e)
 
-    def _apply(self, node: str, record: dict[str, Any]) -> None:
+    def _apply(self, node: str, record: Mapping[str, object]) -> None:
         kind = record.get("k")
         if kind == "pm":
             target = self._local.get(str(record.get("to")))

@@ -27,21 +27,23 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tcplab.chat import clusterscripts
 from tcplab.chat.cluster import LINK_BACK, LINK_LOST, ClusterHub, IClusterBus
-from tcplab.chat.hub import ChatError
-from tcplab.chat.redislink import RedisLink, RedisTarget
+from tcplab.chat.hub import ChatError, ChatParticipant
+from tcplab.chat.redislink import RedisLink, RedisReply, RedisTarget
 from tcplab.metrics import Metrics, Sample
 from tcplab.reactors import defaultReactor
 
@@ -66,7 +68,7 @@ class _Entry:
 
     script: str
     keys: list[str]
-    args: list[Any]
+    args: list[str | int]
     answer: Callable[[bool], None] | None
     droppable: bool
 
@@ -89,6 +91,7 @@ class ClusterLink(Service):
         target: RedisTarget,
         metrics: Metrics,
         onFatal: Callable[[str], None],
+        # Any: the reactor as timer and, through RedisLink, for connecting.
         reactor: Any = None,
         startTimeout: float = 5.0,
         localStart: bool = False,
@@ -128,7 +131,7 @@ class ClusterLink(Service):
         self.ready: defer.Deferred[None] = defer.Deferred()
         self.beat = LoopingCall(self._heartbeat)
         self.beat.clock = self.reactor
-        self._startCall: Any = None
+        self._startCall: IDelayedCall | None = None
         metrics.describe("tcplab_chat_cluster_link_up", "gauge", "1 while Redis is reachable.")
         metrics.describe(
             "tcplab_chat_cluster_link_lost_total", "counter", "Times the link to Redis was lost."
@@ -207,7 +210,7 @@ class ClusterLink(Service):
 
     def publish(
         self,
-        record: dict[str, Any],
+        record: Mapping[str, object],
         member: tuple[str, str, str] | None = None,
         history: tuple[str, str] | None = None,
     ) -> None:
@@ -217,7 +220,7 @@ class ClusterLink(Service):
 
     def claim(
         self,
-        record: dict[str, Any],
+        record: Mapping[str, object],
         memberId: str,
         memberValue: str,
         newKey: str,
@@ -229,7 +232,7 @@ class ClusterLink(Service):
         call = self.calls.claim(seq, record, memberId, memberValue, newKey, oldKey, self.ttl)
         self._enqueue(_Entry(*call, answer, False))
 
-    def quit(self, record: dict[str, Any], memberId: str, key: str) -> None:
+    def quit(self, record: Mapping[str, object], memberId: str, key: str) -> None:
         """Queue a departure (see L{IClusterBus.quit})."""
         call = self.calls.quit(next(self.seqs), record, memberId, key)
         self._enqueue(_Entry(*call, None, False))
@@ -255,7 +258,7 @@ class ClusterLink(Service):
                 self._acked, self._failed, callbackArgs=(generation,), errbackArgs=(generation,)
             )
 
-    def _acked(self, result: Any, generation: int) -> None:
+    def _acked(self, result: object, generation: int) -> None:
         if generation != self.generation:
             return
         entry = self.outbox.popleft()
@@ -263,7 +266,7 @@ class ClusterLink(Service):
         if entry.answer is not None:
             entry.answer(str(result) == "1")
 
-    def _failed(self, failure: Any, generation: int) -> None:
+    def _failed(self, failure: Failure, generation: int) -> None:
         if generation != self.generation:
             return
         if not self.writer.up:
@@ -309,7 +312,7 @@ class ClusterLink(Service):
         d = self.writer.execute("EVAL", clusterscripts.HEARTBEAT, 0, *args)
         d.addCallbacks(lambda reply: self._beaten(reply, claims), lambda _: None)
 
-    def _beaten(self, reply: Any, claims: dict[str, Any]) -> None:
+    def _beaten(self, reply: RedisReply, claims: dict[str, ChatParticipant]) -> None:
         lost, dead = reply
         for key in lost or ():
             participant = claims.get(str(key))
@@ -360,10 +363,12 @@ class ClusterLink(Service):
         if self.reader.up and self.running:
             self.reactor.callLater(0.5, self._readerUp)
 
-    def _received(self, fields: list[Any]) -> None:
+    def _received(self, fields: list[RedisReply]) -> None:
         values = dict(zip(fields[::2], fields[1::2]))
         try:
             record = json.loads(values["d"])
+            if not isinstance(record, dict):
+                raise TypeError("a cluster record must be a JSON object")
             self.hub.apply(str(values["n"]), int(values["s"]), record)
         except (KeyError, ValueError, TypeError) as e:
             self.log.warn("bad cluster record skipped: {why}", why=e)

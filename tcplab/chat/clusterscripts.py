@@ -17,7 +17,7 @@ C{nick:SKELETON} (string: the owning node, with an expiry), C{alive:NODE}
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
 
 STREAM_LENGTH = 100_000
 """Records the stream keeps (approximately): how far behind a reader may fall."""
@@ -25,7 +25,7 @@ STREAM_LENGTH = 100_000
 HISTORY_EXPIRY = 7 * 24 * 3600
 """Seconds a room's shared history stays in Redis after its last line."""
 
-Call = tuple[str, list[str], list[Any]]
+Call = tuple[str, list[str], list[str | int]]
 """A script with its keys and arguments, ready for C{EVAL}."""
 
 _ONCE = """
@@ -145,14 +145,14 @@ class Calls:
         """A key under the cluster's prefix."""
         return self.prefix + name
 
-    def _common(self, seq: int, record: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    def _common(self, seq: int, record: Mapping[str, object]) -> tuple[list[str], list[str | int]]:
         keys = [self.key("events"), self.key("seqs"), self.key(f"members:{self.node}")]
         return keys, [self.node, seq, json.dumps(record), STREAM_LENGTH]
 
     def publish(
         self,
         seq: int,
-        record: dict[str, Any],
+        record: Mapping[str, object],
         member: tuple[str, str, str] | None,
         history: tuple[str, str] | None,
         historySize: int,
@@ -168,7 +168,7 @@ class Calls:
     def claim(
         self,
         seq: int,
-        record: dict[str, Any],
+        record: Mapping[str, object],
         memberId: str,
         memberValue: str,
         newKey: str,
@@ -181,7 +181,7 @@ class Calls:
         args += [memberId, memberValue, int(ttl * 1000)]
         return CLAIM, keys, args
 
-    def quit(self, seq: int, record: dict[str, Any], memberId: str, key: str) -> Call:
+    def quit(self, seq: int, record: Mapping[str, object], memberId: str, key: str) -> Call:
         """L{QUIT}: a member left; release its nickname key."""
         keys, args = self._common(seq, record)
         keys.append(self.key(f"nick:{key}"))

@@ -22,21 +22,46 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import txredisapi  # type: ignore[import-untyped]
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from tcplab.reactors import defaultReactor
+from tcplab.transports import ConnectionTransport
 
 __all__ = ["RedisLink", "RedisTarget", "parseRedisURL"]
 
 REPLY_TIMEOUT = 3.0
 """Seconds a reply may take before the connection is considered dead."""
+
+RedisReply: TypeAlias = Any
+"""
+A Redis reply (RESP: C{str}, C{int}, a list of replies, or L{None}).  Any on
+purpose: its shape depends on the command sent, which the caller knows and
+txredisapi does not type.
+"""
+
+
+class RedisConnection(Protocol):
+    """What the link uses of a txredisapi connection (the library is untyped)."""
+
+    connected: int
+    transport: ConnectionTransport
+
+    def execute_command(
+        self, *args: object, apply_timeout: bool = True
+    ) -> defer.Deferred[RedisReply]:
+        """Send one command; the Deferred fires with its reply."""
+
+    def whenDisconnected(self) -> defer.Deferred[RedisConnection]:
+        """Fires (with the connection) once it is lost."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +145,7 @@ class _LinkFactory(txredisapi.RedisFactory):  # type: ignore[misc,unused-ignore]
         # Refusals are reported through the link (connectionError), not here.
         self.deferred.addErrback(lambda _: None)
 
-    def addConnection(self, conn: Any) -> None:
+    def addConnection(self, conn: RedisConnection) -> None:
         """Hand a ready connection (logged in, database selected) to the link."""
         super().addConnection(conn)
         if conn in self.pool:
@@ -148,6 +173,7 @@ class RedisLink:
         target: RedisTarget,
         onUp: Callable[[], object],
         onDown: Callable[[], object],
+        # Any: handed to HostnameEndpoint, which needs time, TCP and name resolution.
         reactor: Any = None,
         replyTimeout: float = REPLY_TIMEOUT,
     ) -> None:
@@ -156,16 +182,18 @@ class RedisLink:
         self.onDown = onDown
         self.reactor = defaultReactor(reactor)
         self.replyTimeout = replyTimeout
-        self.connection: Any = None
+        self.connection: RedisConnection | None = None
         self.refused: str | None = None
         self.factory: _LinkFactory | None = None
 
-    def endpoint(self) -> Any:
+    def endpoint(self) -> IStreamClientEndpoint:
         """The client endpoint for the target (TLS for C{rediss://})."""
         target = self.target
-        endpoint: Any = HostnameEndpoint(self.reactor, target.host, target.port, timeout=5)
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(
+            self.reactor, target.host, target.port, timeout=5
+        )
         if target.tls:
-            trust: Any = None
+            trust: Certificate | None = None
             if target.cafile:
                 with open(target.cafile, "rb") as pem:
                     trust = Certificate.loadPEM(pem.read())
@@ -178,7 +206,7 @@ class RedisLink:
         self.factory = _LinkFactory(self)
         self.factory.startConnecting(self.endpoint())
 
-    def stop(self) -> defer.Deferred[Any]:
+    def stop(self) -> defer.Deferred[object]:
         """Close the connection and stop reconnecting."""
         factory, self.factory = self.factory, None
         if factory is None:
@@ -190,7 +218,7 @@ class RedisLink:
         """Whether a connection is ready for commands."""
         return self.connection is not None
 
-    def execute(self, *args: Any, timeout: bool = True) -> defer.Deferred[Any]:
+    def execute(self, *args: object, timeout: bool = True) -> defer.Deferred[RedisReply]:
         """
         Run one command on the current connection; fails at once with
         C{ConnectionError} when there is none.
@@ -202,26 +230,26 @@ class RedisLink:
         d.addErrback(self._timedOut, connection)
         return d
 
-    def _timedOut(self, failure: Any, connection: Any) -> Any:
+    def _timedOut(self, failure: Failure, connection: RedisConnection) -> Failure:
         # txredisapi aborts a connection whose reply is late, but the loss
         # arrives a reactor turn later: the link is down from now on.
         if failure.check(txredisapi.TimeoutError):
             self._lost(connection)
         return failure
 
-    def _connected(self, conn: Any) -> None:
+    def _connected(self, conn: RedisConnection) -> None:
         # A stopped Redis (SIGSTOP) still accepts connections in its kernel
         # backlog: the link is up once Redis has answered, not before.
         conn.whenDisconnected().addCallback(self._lost)
         d = defer.maybeDeferred(conn.execute_command, "PING")
         d.addCallbacks(lambda _: self._answered(conn), lambda _: None)
 
-    def _answered(self, conn: Any) -> None:
+    def _answered(self, conn: RedisConnection) -> None:
         if conn.connected and self.factory is not None:
             self.connection = conn
             self.onUp()
 
-    def _lost(self, conn: Any) -> None:
+    def _lost(self, conn: RedisConnection) -> None:
         if self.connection is conn:
             self.connection = None
             self.onDown()

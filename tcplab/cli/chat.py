@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from tcplab.cli.common import escapeControls, readPassword, runCommand
-from tcplab.cli.stdio import PacedWriter, interact
+from tcplab.cli.running import ICommandReactor
+from tcplab.cli.stdio import EndOfInput, PacedWriter, RelayedClient, interact
 from tcplab.errors import ExitCode, TcplabError
 
 MAX_LINE = 64 * 1024
@@ -111,7 +111,7 @@ class LoginRefused(TcplabError):
     exitCode = ExitCode.AUTH
 
 
-class ChatClientProtocol(Protocol):
+class ChatClientProtocol(RelayedClient):
     """
     Print every line from the server, escaped (see L{showLine}), and, while
     a login is pending, watch for the server's verdict on it.
@@ -166,13 +166,13 @@ class ChatClientProtocol(Protocol):
         self.closed.callback(None)
 
 
-def quitAtEOF(reactor: Any, wait: float) -> Callable[[Any, PacedWriter], None]:
+def quitAtEOF(reactor: IReactorTime, wait: float) -> EndOfInput[ChatClientProtocol]:
     """
     At the end of stdin, leave politely; if the server does not close
     within C{wait} seconds (it ignores ``/quit``), close ourselves.
     """
 
-    def leave(client: Any, writer: PacedWriter) -> None:
+    def leave(client: ChatClientProtocol, writer: PacedWriter) -> None:
         transport = writer.transport
         if client.closed.called:
             return
@@ -196,7 +196,7 @@ def greeting(args: argparse.Namespace) -> bytes:
     return "".join(f"{line}\r\n" for line in lines).encode()
 
 
-async def chat(reactor: Any, args: argparse.Namespace) -> int:
+async def chat(reactor: ICommandReactor, args: argparse.Namespace) -> int:
     """Run one chat session."""
     user = str(args.user or "")
 

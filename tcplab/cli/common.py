@@ -14,16 +14,21 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from twisted.internet import defer, error
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString
-from twisted.internet.interfaces import IProtocol, IProtocolFactory, ISSLTransport
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import (
+    IAddress,
+    IProtocol,
+    IProtocolFactory,
+    ISSLTransport,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol
 
 from tcplab.addresses import clientEndpointDescription, splitHostPort
 from tcplab.cli.parsers import PASSWORD_VARIABLE, addAuthOptions, addClientOptions
-from tcplab.cli.running import interruptibleBlockingCall, runCommand
+from tcplab.cli.running import ICommandReactor, interruptibleBlockingCall, runCommand
 from tcplab.errors import ConnectError, ExitCode, TcplabError
 from tcplab.observe import ConnectionObserver, ObservedProtocol
 
@@ -106,7 +111,7 @@ def describeConnectFailure(address: str, failure: BaseException) -> str:
     return f"cannot connect to {address}: {reason}"
 
 
-def clientEndpoint(reactor: Any, args: argparse.Namespace) -> Any:
+def clientEndpoint(reactor: ICommandReactor, args: argparse.Namespace) -> IStreamClientEndpoint:
     """
     The endpoint for C{args.address}: TCP for ``HOST:PORT``, TLS on top
     with C{--tls} or C{--cafile}, or any endpoint description as given.
@@ -128,7 +133,7 @@ def clientEndpoint(reactor: Any, args: argparse.Namespace) -> Any:
 
 
 async def connect(
-    reactor: Any,
+    reactor: ICommandReactor,
     args: argparse.Namespace,
     factory: IProtocolFactory,
 ) -> IProtocol:
@@ -157,6 +162,7 @@ async def connect(
         protocol = await attempt
     except Exception as e:
         raise ConnectError(describeConnectFailure(args.address, e)) from None
+    assert isinstance(protocol, ObservedProtocol)  # what ConnectionObserver builds
     if isTLS(protocol):
         handshake = protocol.handshakeDone
         handshake.addTimeout(args.timeout, reactor)
@@ -183,14 +189,14 @@ def isTLS(protocol: ObservedProtocol) -> bool:
 class _SingleProtocolFactory(Factory):
     """A client factory that hands out protocols made by a callable."""
 
-    def __init__(self, build: Callable[[], IProtocol]) -> None:
+    def __init__(self, build: Callable[[], Protocol]) -> None:
         self.build = build
 
-    def buildProtocol(self, addr: Any) -> Any:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """Make the protocol for this connection."""
         return self.build()
 
 
-def forProtocol(build: Callable[[], IProtocol]) -> Factory:
+def forProtocol(build: Callable[[], Protocol]) -> Factory:
     """A factory building one client protocol with C{build}."""
     return _SingleProtocolFactory(build)

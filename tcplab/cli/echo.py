@@ -28,13 +28,13 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
 from twisted.internet import defer
 
 from tcplab.cli.common import connect, forProtocol, runCommand
 from tcplab.cli.echoclient import ConnectionClosed, EchoClientProtocol
 from tcplab.cli.parsers import RAW_QUIET
+from tcplab.cli.running import ICommandReactor
 from tcplab.cli.stdio import PacedWriter, StdoutSink, interact
 from tcplab.errors import ExitCode, ProtocolViolation
 
@@ -54,7 +54,10 @@ def reportCutOff(client: EchoClientProtocol, limit: int) -> None:
 
 
 async def awaitReply(
-    reactor: Any, client: EchoClientProtocol, args: argparse.Namespace, first: bool = False
+    reactor: ICommandReactor,
+    client: EchoClientProtocol,
+    args: argparse.Namespace,
+    first: bool = False,
 ) -> bool:
     """
     Wait for the next reply, at most C{-w} seconds; return whether one came
@@ -73,7 +76,7 @@ async def awaitReply(
     return True
 
 
-async def sendMessages(reactor: Any, args: argparse.Namespace) -> int:
+async def sendMessages(reactor: ICommandReactor, args: argparse.Namespace) -> int:
     """Send each message, print its reply, then drain until the server closes."""
     sink = StdoutSink()
     client = EchoClientProtocol(sink.write, reactor)
@@ -86,7 +89,9 @@ async def sendMessages(reactor: Any, args: argparse.Namespace) -> int:
         raise
 
 
-async def exchange(reactor: Any, client: EchoClientProtocol, args: argparse.Namespace) -> int:
+async def exchange(
+    reactor: ICommandReactor, client: EchoClientProtocol, args: argparse.Namespace
+) -> int:
     """Connect, send the messages with their replies, then drain."""
     await connect(reactor, args, forProtocol(lambda: client))
     writer = PacedWriter(reactor, client.transport, args.chunk, args.delay)
@@ -115,7 +120,7 @@ async def exchange(reactor: Any, client: EchoClientProtocol, args: argparse.Name
 
 
 async def sendOne(
-    reactor: Any,
+    reactor: ICommandReactor,
     client: EchoClientProtocol,
     writer: PacedWriter,
     args: argparse.Namespace,
@@ -145,7 +150,7 @@ async def sendOne(
         print(f"[message {number}: round trip {elapsed:.3f} ms]", file=sys.stderr)
 
 
-async def relayStdin(reactor: Any, args: argparse.Namespace) -> int:
+async def relayStdin(reactor: ICommandReactor, args: argparse.Namespace) -> int:
     """Interactive session: stdin to the server, the server to stdout."""
 
     def makeClient(output: Callable[[bytes], None]) -> EchoClientProtocol:

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, ISSLTransport
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IReactorTime,
+    ISSLTransport,
+)
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from tcplab.cli.stdio import shutdownSending
+from tcplab.cli.stdio import RelayedClient, shutdownSending
 
 TLS_QUIET = 1.0
 """Over TLS (no half-close), seconds of silence after our input ended before we close."""
@@ -43,7 +46,7 @@ class ReplyWait:
 
 
 @implementer(IHalfCloseableProtocol)
-class EchoClientProtocol(Protocol):
+class EchoClientProtocol(RelayedClient):
     """
     Show everything the server sends and let the command wait for replies.
 
@@ -57,9 +60,7 @@ class EchoClientProtocol(Protocol):
     @ivar cutOff: the server went past the budget and was hung up on.
     """
 
-    transport: Any
-
-    def __init__(self, output: Callable[[bytes], None], clock: Any) -> None:
+    def __init__(self, output: Callable[[bytes], None], clock: IReactorTime) -> None:
         self.output = output
         self.clock = clock
         self.linesSeen = 0

@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import datetime
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from tcplab.cli.common import runCommand
 from tcplab.cli.files_session import Session
+from tcplab.cli.running import ICommandReactor
 from tcplab.errors import ExitCode, TcplabError
 from tcplab.files.replies import Entry, printable
 
-Command = Callable[[Any, argparse.Namespace], Awaitable[int]]
+Command = Callable[[ICommandReactor, argparse.Namespace], Awaitable[int]]
 
 
 def formatTime(mtime: int) -> str:
@@ -42,7 +42,7 @@ def formatEntry(entry: Entry) -> str:
     return f"{size:>14}  {formatTime(entry.mtime):>16}  {name}"
 
 
-async def listCommand(reactor: Any, args: argparse.Namespace) -> int:
+async def listCommand(reactor: ICommandReactor, args: argparse.Namespace) -> int:
     """Print a remote directory (or one file's line)."""
     session = Session(reactor, args)
     try:
@@ -59,7 +59,7 @@ async def listCommand(reactor: Any, args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-async def removeCommand(reactor: Any, args: argparse.Namespace) -> int:
+async def removeCommand(reactor: ICommandReactor, args: argparse.Namespace) -> int:
     """Delete each REMOTE."""
     session = Session(reactor, args)
     try:

@@ -21,7 +21,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from tcplab.cli.files_session import (
     Session,
@@ -31,6 +31,7 @@ from tcplab.cli.files_session import (
     say,
     summary,
 )
+from tcplab.cli.running import ICommandReactor
 from tcplab.errors import ExitCode, TcplabError
 from tcplab.files.client import ChecksumMismatch, FileClient
 from tcplab.files.replies import Entry, printable
@@ -109,7 +110,7 @@ def localTarget(args: argparse.Namespace, remote: str, single: bool) -> Path:
     return directory / name
 
 
-async def getCommand(reactor: Any, args: argparse.Namespace) -> int:
+async def getCommand(reactor: ICommandReactor, args: argparse.Namespace) -> int:
     """Download each REMOTE (trees with -r)."""
     session = Session(reactor, args)
     single = len(args.remote) == 1

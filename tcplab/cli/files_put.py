@@ -24,10 +24,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from twisted.internet import defer, fdesc
-from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -39,6 +39,7 @@ from tcplab.cli.files_session import (
     say,
     summary,
 )
+from tcplab.cli.running import ICommandReactor
 from tcplab.errors import ExitCode, TcplabError
 from tcplab.files import wire
 from tcplab.files.client import FileClient
@@ -86,7 +87,7 @@ def specialKind(mode: int) -> str | None:
     return None
 
 
-async def putCommand(reactor: Any, args: argparse.Namespace) -> int:
+async def putCommand(reactor: ICommandReactor, args: argparse.Namespace) -> int:
     """Upload each LOCAL (trees with -r) into --to, or one LOCAL --as a name."""
     plan = uploadPlan(args)
     session = Session(reactor, args)
@@ -252,7 +253,7 @@ class StdinSpooler:
     @ivar done: fires at EOF, or fails with the C{OSError} met.
     """
 
-    def __init__(self, reactor: Any, fd: int, spool: BinaryIO) -> None:
+    def __init__(self, reactor: IReactorFDSet, fd: int, spool: BinaryIO) -> None:
         self.reactor = reactor
         self.fd = fd
         self.spool = spool
@@ -317,7 +318,7 @@ class StdinSpooler:
             self.done.errback(failure)
 
 
-async def spoolStdin(reactor: Any, fd: int, spool: BinaryIO) -> None:
+async def spoolStdin(reactor: IReactorFDSet, fd: int, spool: BinaryIO) -> None:
     """Read C{fd} to its end into C{spool}, without blocking the reactor."""
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     fdesc.setNonBlocking(fd)

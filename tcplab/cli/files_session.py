@@ -14,18 +14,20 @@ import argparse
 import functools
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from twisted.internet.task import deferLater
 
 from tcplab.cli.common import connect, forProtocol, readPassword
 from tcplab.cli.parsers import FIRST_DELAY, MAX_DELAY
+from tcplab.cli.running import ICommandReactor
 from tcplab.errors import ConnectError, ExitCode, TcplabError
 from tcplab.files import wire
 from tcplab.files.client import ConnectionLostError, FileClient
 from tcplab.files.replies import BUSY, RemoteError, printable
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def retryDelays(first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> Iterator[float]:
@@ -71,7 +73,7 @@ class Session:
     firstDelay = FIRST_DELAY
     maxDelay = MAX_DELAY
 
-    def __init__(self, reactor: Any, args: argparse.Namespace) -> None:
+    def __init__(self, reactor: ICommandReactor, args: argparse.Namespace) -> None:
         self.reactor = reactor
         self.args = args
         self.password = readPassword(args)
@@ -138,7 +140,17 @@ class Session:
             self.client.transport.loseConnection()
 
 
-def progressBar(args: argparse.Namespace, name: str, total: int, initial: int) -> Any:
+class ProgressBar(Protocol):
+    """A progress display (a tqdm bar): told of each chunk moved, then closed."""
+
+    def update(self, n: int) -> object:
+        """C{n} more bytes moved."""
+
+    def close(self) -> None:
+        """The transfer is over: take the bar away."""
+
+
+def progressBar(args: argparse.Namespace, name: str, total: int, initial: int) -> ProgressBar:
     """A tqdm bar on a terminal (bytes, rate, ETA); none with --quiet or off a TTY."""
     from tqdm import tqdm
 
@@ -176,15 +188,15 @@ def summary(source: str, destination: str, size: int, moved: int, seconds: float
 
 
 def localFileErrors(
-    transfer: Callable[..., Awaitable[None]],
-) -> Callable[..., Awaitable[None]]:
+    transfer: Callable[P, Awaitable[None]],
+) -> Callable[P, Awaitable[None]]:
     """
     Report an C{OSError} of C{transfer} -- a local file that cannot be
     opened, read or written -- as a one-line L{TcplabError}.
     """
 
     @functools.wraps(transfer)
-    async def reported(*args: Any, **kwargs: Any) -> None:
+    async def reported(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
             await transfer(*args, **kwargs)
         except OSError as e:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from typing import Any
+from typing import Any, TypeAlias
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds to wait for a connection to be established."""
@@ -48,6 +48,7 @@ class LazyCall:
         self.module = module
         self.name = name
 
+    # Any: the target's signature is known only once it is imported.
     def __call__(self, *args: Any) -> Any:
         """Import the function (once: Python caches modules) and call it."""
         return getattr(importlib.import_module(self.module), self.name)(*args)
@@ -118,7 +119,11 @@ def addAuthOptions(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def registerEcho(subparsers: Any) -> None:
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""The C{add_subparsers()} result each command registers with."""
+
+
+def registerEcho(subparsers: Subparsers) -> None:
     """Add ``tcplab echo`` (run by L{tcplab.cli.echo.run})."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "echo",
@@ -179,7 +184,7 @@ def registerEcho(subparsers: Any) -> None:
     parser.set_defaults(run=LazyCall("tcplab.cli.echo", "run"))
 
 
-def registerChat(subparsers: Any) -> None:
+def registerChat(subparsers: Subparsers) -> None:
     """Add ``tcplab chat`` (run by L{tcplab.cli.chat.run})."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "chat",
@@ -204,7 +209,7 @@ def registerChat(subparsers: Any) -> None:
     parser.set_defaults(run=LazyCall("tcplab.cli.chat", "run"))
 
 
-def registerFiles(subparsers: Any) -> None:
+def registerFiles(subparsers: Subparsers) -> None:
     """Add ``tcplab ls``, ``get``, ``put`` and ``rm`` (run by L{tcplab.cli.files.run})."""
 
     def command(name: str, summary: str, main: LazyCall) -> argparse.ArgumentParser:

@@ -11,11 +11,38 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from types import FrameType
 
 from twisted.internet import defer, error
+from twisted.internet.interfaces import (
+    IReactorCore,
+    IReactorFDSet,
+    IReactorFromThreads,
+    IReactorPluggableNameResolver,
+    IReactorTCP,
+    IReactorTime,
+)
 
 from tcplab.errors import ExitCode, TcplabError
+
+
+class ICommandReactor(
+    IReactorCore,
+    IReactorTime,
+    IReactorTCP,
+    IReactorFDSet,
+    IReactorFromThreads,
+    IReactorPluggableNameResolver,
+):
+    """
+    The reactor a command runs on: Twisted's global reactor, which provides
+    all of these (L{runCommand} hands it over; no class declares the
+    combination, so it is named here for the commands' type hints).
+    """
+
+
+Command = Callable[[ICommandReactor], Awaitable[int]]
+"""A command's body: given the reactor, run and return the exit status."""
 
 INTERRUPT_GRACE = 2.0
 """Seconds a command has, after Ctrl-C, to put its affairs in order."""
@@ -63,7 +90,7 @@ class CommandRun:
     @ivar status: the exit status once the reactor has stopped.
     """
 
-    def __init__(self, reactor: Any, main: Callable[[Any], Awaitable[int]]) -> None:
+    def __init__(self, reactor: ICommandReactor, main: Command) -> None:
         self.reactor = reactor
         self.main = main
         self.status = int(ExitCode.FAILURE)
@@ -102,7 +129,7 @@ class CommandRun:
         self.reactor.callLater(INTERRUPT_GRACE, self.stopReactor)
         self.running.cancel()
 
-    def onSignal(self, signum: int, frame: Any) -> None:
+    def onSignal(self, signum: int, frame: FrameType | None) -> None:
         """The SIGINT handler: hand over to the reactor, or break out of a prompt."""
         self.reactor.callFromThread(self.interrupt)
         if _blockingCalls[0]:
@@ -127,7 +154,7 @@ class CommandRun:
         return self.status
 
 
-def runCommand(main: Callable[[Any], Awaitable[int]]) -> int:
+def runCommand(main: Command) -> int:
     """
     Run C{main(reactor)} in the reactor and return the exit status.
 
@@ -135,6 +162,6 @@ def runCommand(main: Callable[[Any], Awaitable[int]]) -> int:
     exit code; Ctrl-C gives ``tcplab: interrupted`` and 130 (see
     L{CommandRun}); anything else is a bug and shows its traceback.
     """
-    from twisted.internet import reactor
+    from tcplab.reactors import defaultReactor
 
-    return CommandRun(reactor, main).run()
+    return CommandRun(defaultReactor(), main).run()

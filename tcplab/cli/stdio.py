@@ -5,13 +5,14 @@ clients: paced writes for the lab options, and stdin with EOF handling.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Generic, TypeVar
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.stdio import StandardIO
 from twisted.internet.task import deferLater
@@ -19,6 +20,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tcplab.cli.common import connect, forProtocol
+from tcplab.cli.running import ICommandReactor
+from tcplab.transports import ConnectionTransport
 
 
 class PacedWriter:
@@ -28,7 +31,13 @@ class PacedWriter:
     @ivar sent: bytes handed to the transport so far.
     """
 
-    def __init__(self, reactor: Any, transport: Any, chunk: int | None, delay: float) -> None:
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        transport: ConnectionTransport,
+        chunk: int | None,
+        delay: float,
+    ) -> None:
         self.reactor = reactor
         self.transport = transport
         self.chunk = chunk
@@ -76,7 +85,7 @@ class StdoutSink:
                 self.onGone()
 
 
-def shutdownSending(transport: Any) -> None:
+def shutdownSending(transport: ConnectionTransport) -> None:
     """Half-close when the transport can, otherwise close after flushing."""
     if not getattr(transport, "connected", True):
         return
@@ -86,18 +95,31 @@ def shutdownSending(transport: Any) -> None:
         transport.loseConnection()
 
 
-def halfClose(client: Any, writer: PacedWriter) -> None:
+def halfClose(client: RelayedClient, writer: PacedWriter) -> None:
     """The default end of stdin: shut down our sending side, if still connected."""
-    if not getattr(client, "lost", False):
+    if not client.lost:
         shutdownSending(writer.transport)
 
 
-EndOfInput = Callable[[Any, PacedWriter], None]
+class RelayedClient(Protocol):
+    """
+    A client protocol whose session L{interact} runs: it says when the
+    connection is gone (L{lost} at once, L{closed} once it is cleaned up).
+    """
+
+    transport: ConnectionTransport  # type: ignore[assignment]
+    lost = False
+    closed: defer.Deferred[None]
+
+
+ClientT = TypeVar("ClientT", bound=RelayedClient)
+
+EndOfInput = Callable[[ClientT, PacedWriter], None]
 """What to do at the end of stdin, given the client protocol and its writer."""
 
 
 @implementer(IHalfCloseableProtocol)
-class StdinRelay(Protocol):
+class StdinRelay(Protocol, Generic[ClientT]):
     """
     Relay stdin to the server, paced; at EOF, once everything is sent, call
     C{atEOF(client, writer)} (by default: half-close the connection).
@@ -107,12 +129,12 @@ class StdinRelay(Protocol):
     """
 
     writer: PacedWriter | None = None
-    client: Any = None
+    client: ClientT | None = None
     outputGone = False
     """stdout's reader went away."""
-    transport: Any
+    transport: StandardIO
 
-    def __init__(self, atEOF: EndOfInput | None = None) -> None:
+    def __init__(self, atEOF: EndOfInput[ClientT] | None = None) -> None:
         self.pending: defer.Deferred[None] = defer.succeed(None)
         self.done: defer.Deferred[None] = defer.Deferred()
         self.atEOF = atEOF or halfClose
@@ -127,9 +149,9 @@ class StdinRelay(Protocol):
 
     def readConnectionLost(self) -> None:
         """stdin is at EOF: once everything is sent, shut down our sending side."""
-        writer = self.writer
-        if writer is not None:
-            self.pending.addCallback(lambda _: self.atEOF(self.client, writer))
+        writer, client = self.writer, self.client
+        if writer is not None and client is not None:
+            self.pending.addCallback(lambda _: self.atEOF(client, writer))
 
     def writeConnectionLost(self) -> None:
         """
@@ -137,10 +159,10 @@ class StdinRelay(Protocol):
         nothing more can be shown, so hang up and end the session quietly.
         """
         self.outputGone = True
-        transport = getattr(self.client, "transport", None)
-        if transport is not None and not getattr(self.client, "lost", True):
-            transport.unregisterProducer()
-            transport.loseConnection()
+        client = self.client
+        if client is not None and client.transport is not None and not client.lost:
+            client.transport.unregisterProducer()
+            client.transport.loseConnection()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """stdio is closed and flushed."""
@@ -148,16 +170,16 @@ class StdinRelay(Protocol):
 
 
 async def interact(
-    reactor: Any,
-    args: Any,
-    makeClient: Callable[[Callable[[bytes], None]], Any],
-    atEOF: EndOfInput | None = None,
+    reactor: ICommandReactor,
+    args: argparse.Namespace,
+    makeClient: Callable[[Callable[[bytes], None]], ClientT],
+    atEOF: EndOfInput[ClientT] | None = None,
     chunk: int | None = None,
     delay: float = 0.0,
     greeting: bytes = b"",
-    ready: Callable[[Any], Awaitable[None]] | None = None,
+    ready: Callable[[ClientT], Awaitable[None]] | None = None,
     farewell: bytes = b"",
-) -> Any:
+) -> ClientT:
     """
     Connect a client protocol to the server and stdin/stdout to it, until
     the server closes the connection; return the client protocol.
@@ -171,7 +193,7 @@ async def interact(
     full.  However it ends (Ctrl-C included), stdout is flushed and closed
     and the connection dropped.
     """
-    relay = StdinRelay(atEOF)
+    relay: StdinRelay[ClientT] = StdinRelay(atEOF)
     stdio = StandardIO(relay, reactor=reactor)
     stdio.pauseProducing()
     client = makeClient(stdio.write)
@@ -188,7 +210,7 @@ async def interact(
         stdio.resumeProducing()
         await client.closed
     except defer.CancelledError:
-        if farewell and client.transport is not None and not getattr(client, "lost", True):
+        if farewell and client.transport is not None and not client.lost:
             client.transport.write(farewell)
         raise
     finally:

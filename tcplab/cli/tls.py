@@ -7,11 +7,15 @@ handshake is explained (a plain-TCP port is not "TLS verification failed
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet import defer
-from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IProtocol,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+)
 from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from zope.interface import implementer
 
@@ -27,7 +31,7 @@ def describeTLSError(failure: BaseException) -> str:
     return ", ".join(str(r) for r in reasons) or " ".join(str(failure).split())
 
 
-def tlsOptions(host: str, cafile: str | None) -> Any:
+def tlsOptions(host: str, cafile: str | None) -> IOpenSSLClientConnectionCreator:
     """TLS client options verifying C{host} against C{cafile} or the system CAs."""
     if cafile is None:
         return optionsForClientTLS(host)
@@ -96,8 +100,9 @@ class SniffingTLSFactory(TLSMemoryBIOFactory):
     protocol = SniffingTLSTransport
 
 
-def unwrapProtocol(protocol: Any) -> Any:
+def unwrapProtocol(protocol: IProtocol) -> IProtocol:
     """The protocol inside a wrapper (the TLS layer)."""
+    assert isinstance(protocol, ProtocolWrapper)  # SniffingTLSFactory builds them
     return protocol.wrappedProtocol
 
 
@@ -108,12 +113,14 @@ class SniffingTLSEndpoint:
     first bytes the server sent so a failed handshake can say why.
     """
 
-    def __init__(self, options: Any, wrapped: IStreamClientEndpoint) -> None:
+    def __init__(
+        self, options: IOpenSSLClientConnectionCreator, wrapped: IStreamClientEndpoint
+    ) -> None:
         self.options = options
         self.wrapped = wrapped
 
     def connect(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IProtocol]:
         """Connect, start TLS, and return C{protocolFactory}'s protocol."""
         tls = SniffingTLSFactory(self.options, True, protocolFactory)
-        attempt: defer.Deferred[Any] = self.wrapped.connect(tls)
+        attempt = self.wrapped.connect(tls)
         return attempt.addCallback(unwrapProtocol)

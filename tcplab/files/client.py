@@ -58,6 +58,7 @@ from tcplab.files.replies import (
 )
 from tcplab.files.storage import hashPrefix
 from tcplab.files.stream import FrameSender
+from tcplab.transports import ConnectionTransport
 
 __all__ = [
     "EXIT_CODES",
@@ -94,12 +95,12 @@ class FileClient(Int32StringReceiver):
     """
 
     MAX_LENGTH = wire.MAX_FRAME
-    transport: Any
+    transport: ConnectionTransport  # type: ignore[assignment]
 
     def __init__(self) -> None:
         self.closed: defer.Deferred[None] = defer.Deferred()
-        self._replies: deque[dict[str, Any]] = deque()
-        self._waiter: defer.Deferred[dict[str, Any]] | None = None
+        self._replies: deque[wire.JSONObject] = deque()
+        self._waiter: defer.Deferred[wire.JSONObject] | None = None
         self._download: BoundedDownload | None = None
         self._sender: FrameSender | None = None
         self._lost: Failure | None = None
@@ -178,10 +179,10 @@ class FileClient(Int32StringReceiver):
 
     # Requests and replies
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: wire.JSONObject) -> None:
         self.sendString(wire.encode(message))
 
-    async def _message(self) -> dict[str, Any]:
+    async def _message(self) -> wire.JSONObject:
         """The next control message, whatever it says."""
         if self._replies:
             return self._replies.popleft()
@@ -190,10 +191,11 @@ class FileClient(Int32StringReceiver):
         self._waiter = defer.Deferred()
         return await self._waiter
 
-    async def _reply(self) -> dict[str, Any]:
+    async def _reply(self) -> wire.JSONObject:
         """The next reply, which must be a success (else its L{RemoteError})."""
         return checkReply(await self._message())
 
+    # The coroutine's yield and send types are Any as in Twisted's ensureDeferred.
     def _run(self, name: str, operation: Coroutine[Any, Any, T]) -> defer.Deferred[T]:
         """
         Run one operation, refusing it while another is in progress; a

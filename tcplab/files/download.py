@@ -6,11 +6,12 @@ never past the size the server announced.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from tcplab.files.replies import MalformedReply
+from tcplab.files.storage import Hasher
 
-Progress = Callable[[int], None]
+Progress = Callable[[int], object]
 
 
 class BoundedDownload:
@@ -21,7 +22,7 @@ class BoundedDownload:
     @ivar remaining: bytes still expected; L{None} until the header came.
     """
 
-    def __init__(self, sink: BinaryIO, hasher: Any, progress: Progress | None) -> None:
+    def __init__(self, sink: BinaryIO, hasher: Hasher, progress: Progress | None) -> None:
         self.sink = sink
         self.hasher = hasher
         self.progress = progress

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import os
 import stat as statModule
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.filepath import FilePath
 
 from tcplab.files.root import SafeRoot, isPartialName
+from tcplab.files.wire import JSONObject, ListingPage
 
 
-def describe(path: FilePath[str], root: SafeRoot) -> dict[str, Any]:
+def describe(path: FilePath[str], root: SafeRoot) -> JSONObject:
     """
     A listing entry: name, type (file, dir or other), size and mtime, and
     C{"symlink": True} for a symbolic link that stays inside C{root} (its
@@ -43,8 +44,8 @@ def describe(path: FilePath[str], root: SafeRoot) -> dict[str, Any]:
     return _entry(path.basename(), kind, info.st_size, info.st_mtime, symlink)
 
 
-def _entry(name: str, kind: str, size: int, mtime: float, symlink: bool) -> dict[str, Any]:
-    entry: dict[str, Any] = {
+def _entry(name: str, kind: str, size: int, mtime: float, symlink: bool) -> JSONObject:
+    entry: JSONObject = {
         "name": name,
         "type": kind,
         "size": size if kind == "file" else 0,
@@ -65,7 +66,7 @@ def readNames(path: FilePath[str]) -> list[str]:
 
 def describeEach(
     directory: FilePath[str], names: list[str], root: SafeRoot
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[JSONObject]:
     """The entries of C{names} in C{directory}, skipping any that vanished meanwhile."""
     for name in names:
         try:
@@ -77,7 +78,7 @@ def describeEach(
 class PageSink(Protocol):
     """Where a listing's pages go: a connection that says when its buffer is full."""
 
-    def sendMessage(self, message: dict[str, Any]) -> None:
+    def sendMessage(self, message: Mapping[str, object]) -> None:
         """Send one control message."""
 
     def canSend(self) -> bool:
@@ -93,9 +94,9 @@ class PagedListing:
 
     def __init__(
         self,
-        pages: Iterator[dict[str, Any]],
+        pages: Iterator[ListingPage],
         sink: PageSink,
-        reactor: Any,
+        reactor: IReactorTime,
         done: Callable[[], None],
     ) -> None:
         self.pages = pages

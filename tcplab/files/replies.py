@@ -20,8 +20,9 @@ L{ChecksumMismatch}, L{ConnectionLostError}, L{OperationInProgress}.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from tcplab.errors import ExitCode, ProtocolViolation, TcplabError
 from tcplab.files import wire
@@ -189,7 +190,7 @@ class Uploaded:
     sha256: str
 
 
-def checkReply(message: dict[str, Any]) -> dict[str, Any]:
+def checkReply(message: wire.JSONObject) -> wire.JSONObject:
     """
     C{message} if it is a successful reply (C{"ok": true}).
 
@@ -207,7 +208,7 @@ def checkReply(message: dict[str, Any]) -> dict[str, Any]:
     raise RemoteError(code, text(message, "message"))
 
 
-def text(message: dict[str, Any], name: str) -> str:
+def text(message: Mapping[str, object], name: str) -> str:
     """The string field C{name}, bounded in length."""
     value = message.get(name)
     if type(value) is not str:
@@ -217,7 +218,7 @@ def text(message: dict[str, Any], name: str) -> str:
     return value
 
 
-def integer(message: dict[str, Any], name: str, low: int = 0, high: int = MAX_SIZE) -> int:
+def integer(message: Mapping[str, object], name: str, low: int = 0, high: int = MAX_SIZE) -> int:
     """The integer field C{name} (not a C{bool}, not a float), from C{low} to C{high}."""
     value = message.get(name)
     if type(value) is not int:
@@ -227,7 +228,7 @@ def integer(message: dict[str, Any], name: str, low: int = 0, high: int = MAX_SI
     return value
 
 
-def flag(message: dict[str, Any], name: str, default: bool) -> bool:
+def flag(message: Mapping[str, object], name: str, default: bool) -> bool:
     """The optional boolean field C{name}."""
     value = message.get(name, default)
     if type(value) is not bool:
@@ -235,7 +236,7 @@ def flag(message: dict[str, Any], name: str, default: bool) -> bool:
     return value
 
 
-def digest(message: dict[str, Any]) -> str:
+def digest(message: Mapping[str, object]) -> str:
     """The C{sha256} field: 64 lower-case hex digits."""
     value = message.get("sha256")
     if (
@@ -247,7 +248,7 @@ def digest(message: dict[str, Any]) -> str:
     return value
 
 
-def parseEntry(message: dict[str, Any], listed: bool = True) -> Entry:
+def parseEntry(message: Mapping[str, object], listed: bool = True) -> Entry:
     """
     An entry of a listing (C{listed}) or a C{stat} reply.  A listed name is
     one path component: not empty, not C{.} or C{..}.
@@ -269,7 +270,7 @@ def parseEntry(message: dict[str, Any], listed: bool = True) -> Entry:
     )
 
 
-def parseListPage(message: dict[str, Any]) -> ListPage:
+def parseListPage(message: Mapping[str, object]) -> ListPage:
     """One page of a listing; a reply without C{more} is a whole (last) page."""
     entries = message.get("entries")
     if type(entries) is not list:
@@ -282,7 +283,7 @@ def parseListPage(message: dict[str, Any]) -> ListPage:
     return ListPage(tuple(parsed), flag(message, "more", False))
 
 
-def parseDownloadHeader(message: dict[str, Any], offset: int) -> DownloadHeader:
+def parseDownloadHeader(message: Mapping[str, object], offset: int) -> DownloadHeader:
     """A C{get} header for a request from C{offset}: the size covers the offset."""
     size = integer(message, "size")
     if integer(message, "offset") != offset:
@@ -292,13 +293,13 @@ def parseDownloadHeader(message: dict[str, Any], offset: int) -> DownloadHeader:
     return DownloadHeader(size, offset, integer(message, "mtime", MIN_MTIME, MAX_MTIME))
 
 
-def parseDone(message: dict[str, Any]) -> str:
+def parseDone(message: Mapping[str, object]) -> str:
     """The trailer of a C{get} or the final reply of a C{put}: its SHA-256."""
     if message.get("done") is not True:
         raise MalformedReply("expected the end of the transfer")
     return digest(message)
 
 
-def parseUploadOffset(message: dict[str, Any], size: int) -> int:
+def parseUploadOffset(message: Mapping[str, object], size: int) -> int:
     """The offset a C{put} resumes from: 0 to the upload's size."""
     return integer(message, "offset", 0, size)

@@ -15,9 +15,9 @@ with a L{FrameSender}, itself a push producer.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
 
-from twisted.internet.interfaces import IAddress, IPushProducer
+from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -35,6 +35,7 @@ from tcplab.files.work import IBlockingWork, InlineWork, ThreadedWork
 from tcplab.interfaces import IGracefulStop, IMessageProgress, IRefusalFormat
 from tcplab.metrics import Metrics
 from tcplab.reactors import defaultReactor
+from tcplab.transports import ConnectionTransport
 
 DEFAULT_PARTIAL_EXPIRY = 24 * 3600.0
 """Seconds an abandoned partial upload is kept for a resume (one day)."""
@@ -48,7 +49,7 @@ class FileServerProtocol(Protocol):
     """One connection to the file service (docs/protocol.md)."""
 
     factory: FileServerFactory
-    transport: Any
+    transport: ConnectionTransport  # type: ignore[assignment]
 
     def connectionMade(self) -> None:
         """Start a session; become the transport's producer until a download starts."""
@@ -123,7 +124,7 @@ class FileServerProtocol(Protocol):
 
     # FileChannel, for the session
 
-    def sendMessage(self, message: dict[str, Any]) -> None:
+    def sendMessage(self, message: Mapping[str, object]) -> None:
         """Send a control message."""
         self.transport.write(wire.frame(wire.encode(message)))
 
@@ -192,7 +193,7 @@ class FileServerFactory(Factory):
         authenticator: Authenticator | None = None,
         anonymousReads: bool = True,
         metrics: Metrics | None = None,
-        reactor: Any = None,
+        reactor: IReactorTime | None = None,
         work: IBlockingWork | None = None,
         partialExpiry: float = DEFAULT_PARTIAL_EXPIRY,
         maxUploads: int = DEFAULT_MAX_UPLOADS,
@@ -241,7 +242,7 @@ class FileServerFactory(Factory):
             self._sweeper.stop()
         self._sweeper = None
 
-    def sweepPartials(self) -> Any:
+    def sweepPartials(self) -> None:
         """Remove the partials left alone for longer than L{partialExpiry}, off the reactor."""
         root, expiry = self.root.path.path, self.partialExpiry
         try:

@@ -25,7 +25,7 @@ import errno
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO, Protocol
 
 from twisted.python.filepath import FilePath
 
@@ -71,11 +71,21 @@ class Cancellation:
         self.cancelled = True
 
 
+class Hasher(Protocol):
+    """A running digest (a C{hashlib} object): fed bytes, asked for its hex digest."""
+
+    def update(self, data: bytes, /) -> None:
+        """Feed C{data}."""
+
+    def hexdigest(self) -> str:
+        """The digest of everything fed so far, in lower-case hex."""
+
+
 class Cancelled(Exception):
     """A blocking job stopped because it was cancelled."""
 
 
-def hashPrefix(file: BinaryIO, length: int) -> Any:
+def hashPrefix(file: BinaryIO, length: int) -> Hasher:
     """A SHA-256 object fed the first C{length} bytes of C{file} (any file object)."""
     digest = hashlib.sha256()
     file.seek(0)
@@ -90,8 +100,8 @@ def hashPrefix(file: BinaryIO, length: int) -> Any:
 
 
 def hashDescriptorPrefix(
-    fd: int, length: int, cancellation: Cancellation | None = None, digest: Any = None
-) -> Any:
+    fd: int, length: int, cancellation: Cancellation | None = None, digest: Hasher | None = None
+) -> Hasher:
     """
     A SHA-256 object fed the first C{length} bytes of the open file C{fd}
     (blocking, for a worker thread; positionless reads, so the file's
@@ -210,7 +220,7 @@ class Upload:
             existing = 0
         self.file.seek(existing)
         self.offset = self.received = existing
-        self.hasher: Any = hashlib.sha256() if existing == 0 else None
+        self.hasher: Hasher | None = hashlib.sha256() if existing == 0 else None
 
     @property
     def fileno(self) -> int:
@@ -220,6 +230,17 @@ class Upload:
     def hashExisting(self, cancellation: Cancellation | None = None) -> None:
         """Hash the part kept from an earlier upload (blocking; see L{hashPrefix})."""
         self.hasher = hashDescriptorPrefix(self.fileno, self.offset, cancellation)
+
+    def runningDigest(self) -> Hasher:
+        """
+        The digest of the bytes so far.
+
+        @raise RuntimeError: a resumed upload's kept part is not hashed yet
+            (L{hashExisting} comes first).
+        """
+        if self.hasher is None:
+            raise RuntimeError("hashExisting must run before a resumed upload takes data")
+        return self.hasher
 
     @property
     def complete(self) -> bool:
@@ -235,12 +256,13 @@ class Upload:
         """
         if self.received + len(chunk) > self.size:
             raise BadRequest(f"more data than the {self.size} bytes announced")
+        digest = self.runningDigest()
         try:
             self.file.write(chunk)
         except OSError as e:
             self.abort(keep=False)
             raise diskError(e) from None
-        self.hasher.update(chunk)
+        digest.update(chunk)
         self.received += len(chunk)
 
     def finish(self, digest: str | None) -> str:
@@ -259,7 +281,7 @@ class Upload:
         except OSError as e:
             self.abort(keep=False)
             raise diskError(e) from None
-        actual: str = self.hasher.hexdigest()
+        actual = self.runningDigest().hexdigest()
         if digest is not None and actual != digest:
             self.abort(keep=False)
             raise ChecksumMismatch(f"SHA-256 mismatch: received {actual}, expected {digest}")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from tcplab.files import wire
+from tcplab.files.storage import Hasher
+from tcplab.transports import WritingTransport
 
 
 @implementer(IPushProducer)
@@ -30,11 +32,11 @@ class FrameSender:
     def __init__(
         self,
         file: BinaryIO,
-        transport: Any,
-        hasher: Any,
+        transport: WritingTransport,
+        hasher: Hasher | None,
         finished: Callable[[Failure | None], None],
         limit: int | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
         closeFile: bool = True,
         transform: Callable[[bytes], bytes] = wire.dataFrame,
     ) -> None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, BinaryIO, Protocol, TypeVar
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -38,8 +39,11 @@ from tcplab.files.records import (
     TransferRecord,
     recordTransfer,
 )
-from tcplab.files.storage import Cancellation, Cancelled, Upload, hashDescriptorPrefix
+from tcplab.files.storage import Cancellation, Cancelled, Hasher, Upload, hashDescriptorPrefix
 from tcplab.files.stream import FrameSender
+from tcplab.transports import ConnectionTransport
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from tcplab.files.server import FileServerFactory
@@ -57,9 +61,9 @@ def cleanUpAfter(factory: FileServerFactory, upload: Upload) -> None:
 class FileChannel(Protocol):
     """What a session needs from its connection."""
 
-    transport: Any
+    transport: ConnectionTransport
 
-    def sendMessage(self, message: dict[str, Any]) -> None:
+    def sendMessage(self, message: Mapping[str, object]) -> None:
         """Send one control message."""
 
     def canSend(self) -> bool:
@@ -115,7 +119,7 @@ class TransferSession:
         """The reactor's time, for durations."""
         return float(self.factory.reactor.seconds())
 
-    def wait(self, op: str, job: Callable[[], Any]) -> Any:
+    def wait(self, op: str, job: Callable[[], T]) -> Deferred[T]:
         """
         Run a blocking job off the reactor thread; until it is answered, no
         request is taken.  The job's Deferred is returned.
@@ -154,7 +158,12 @@ class TransferSession:
             file.close()
             raise BadRequest(f"offset {request.offset} is past the end ({size} bytes)")
         record = TransferRecord("get", request.path, self.now())
-        header = {"ok": True, "size": size, "offset": request.offset, "mtime": int(info.st_mtime)}
+        header: wire.DownloadStart = {
+            "ok": True,
+            "size": size,
+            "offset": request.offset,
+            "mtime": int(info.st_mtime),
+        }
         if not request.offset:
             self.waiting = "get"
             self.sendFile(file, header, record, hashlib.sha256())
@@ -180,7 +189,7 @@ class TransferSession:
         d.addCallbacks(lambda hasher: self.sendFile(file, header, record, hasher), failed)
 
     def sendFile(
-        self, file: Any, header: dict[str, Any], record: TransferRecord, hasher: Any
+        self, file: BinaryIO, header: wire.DownloadStart, record: TransferRecord, hasher: Hasher
     ) -> None:
         """Send the header and stream the file from the offset to the announced size."""
         self._cancellation = None
@@ -220,6 +229,7 @@ class TransferSession:
             if not interrupted:
                 self.fail(StorageFailure(f"read error: {failure.getErrorMessage()}"), close=True)
             return
+        assert sender.hasher is not None  # sendFile always gives the sender a hasher
         self.channel.sendMessage({"ok": True, "done": True, "sha256": sender.hasher.hexdigest()})
         self.recordTransfer(record, sender.sent, OK)
         self.requestDone()

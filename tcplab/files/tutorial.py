@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
@@ -54,6 +53,7 @@ from tcplab.files.storage import Upload
 from tcplab.files.stream import FrameSender
 from tcplab.files.transfers import cleanUpAfter
 from tcplab.interfaces import IGracefulStop, IMessageProgress, IRefusalFormat
+from tcplab.transports import ConnectionTransport
 
 HEADER_LENGTH = struct.Struct("=i")
 """The uploader's C{struct.pack('i', ...)}: 4 bytes, native byte order."""
@@ -75,7 +75,7 @@ class TutorialProtocol(Protocol):
 
     log = Logger()
     factory: TutorialFactory
-    transport: Any
+    transport: ConnectionTransport  # type: ignore[assignment]
 
     def connectionMade(self) -> None:
         """Nothing is known about the peer until its first bytes."""

@@ -12,9 +12,32 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import EllipsisType
+from typing import TypedDict, TypeVar
+
+from tcplab.jsontypes import JSONObject
+
+Kind = TypeVar("Kind", str, int, bool)
+
+
+class DownloadStart(TypedDict):
+    """A download's header, as sent: the file's size and mtime, and where the data starts."""
+
+    ok: bool
+    size: int
+    offset: int
+    mtime: int
+
+
+class ListingPage(TypedDict):
+    """One page of a listing, as sent: its entries and whether more follow."""
+
+    ok: bool
+    entries: list[JSONObject]
+    more: bool
+
 
 MAX_FRAME = 64 * 1024
 """The largest frame payload either side accepts, in bytes."""
@@ -158,22 +181,22 @@ def dataFrame(chunk: bytes) -> bytes:
     return PREFIX.pack(len(chunk) + 1) + DATA + chunk
 
 
-def encode(message: dict[str, Any]) -> bytes:
+def encode(message: Mapping[str, object]) -> bytes:
     """The payload of a control message."""
     return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
 
 
-def errorMessage(code: str, message: str) -> dict[str, Any]:
+def errorMessage(code: str, message: str) -> JSONObject:
     """An error reply."""
     return {"ok": False, "error": code, "message": message}
 
 
-def _noConstants(name: str) -> Any:
+def _noConstants(name: str) -> object:
     raise ValueError(f"{name} is not allowed")
 
 
-def _noDuplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+def _noDuplicates(pairs: list[tuple[str, object]]) -> JSONObject:
+    result: JSONObject = {}
     for key, value in pairs:
         if key in result:
             raise ValueError(f"duplicate key {key!r}")
@@ -182,8 +205,8 @@ def _noDuplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def listingPages(
-    entries: Iterator[dict[str, Any]],
-) -> Iterator[dict[str, Any]]:
+    entries: Iterator[JSONObject],
+) -> Iterator[ListingPage]:
     """
     Cut a listing into page messages (``{"ok": true, "entries": [...],
     "more": ...}``), each at most L{PAGE_ENTRIES} entries and about
@@ -192,7 +215,7 @@ def listingPages(
     Entries are pulled from C{entries} only as pages are taken, so a caller
     can stat a directory's entries a page at a time.
     """
-    page: list[dict[str, Any]] = []
+    page: list[JSONObject] = []
     size = 0
     for entry in entries:
         length = len(encode(entry)) + 1
@@ -204,7 +227,7 @@ def listingPages(
     yield {"ok": True, "entries": page, "more": False}
 
 
-def decode(payload: bytes) -> dict[str, Any]:
+def decode(payload: bytes) -> JSONObject:
     """
     Parse a control message strictly: a JSON object, no NaN/Infinity, no
     duplicate keys, bounded size and depth.
@@ -226,7 +249,9 @@ def decode(payload: bytes) -> dict[str, Any]:
     return message
 
 
-def field(message: dict[str, Any], name: str, kind: type, default: Any = ...) -> Any:
+def field(
+    message: JSONObject, name: str, kind: type[Kind], default: Kind | EllipsisType = ...
+) -> Kind:
     """
     C{message[name]}, checked to be exactly of C{kind} (a C{bool} is not an
     C{int}; integers must be non-negative and finite).
@@ -234,11 +259,11 @@ def field(message: dict[str, Any], name: str, kind: type, default: Any = ...) ->
     @raise ProtocolError: missing or of the wrong type.
     """
     if name not in message:
-        if default is ...:
+        if isinstance(default, EllipsisType):
             raise ProtocolError(BAD_REQUEST, f"missing field {name!r}")
         return default
-    value: Any = message[name]
-    if type(value) is not kind:
+    value = message[name]
+    if not isinstance(value, kind) or type(value) is not kind:
         raise ProtocolError(BAD_REQUEST, f"field {name!r} must be {kind.__name__}")
     if isinstance(value, int) and not 0 <= value < 2**63:
         raise ProtocolError(BAD_REQUEST, f"field {name!r} out of range")

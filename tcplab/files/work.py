@@ -14,9 +14,11 @@ L{InlineWork} runs them on the spot, for in-memory tests.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
+from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from tcplab.files.errors import Busy
@@ -27,7 +29,7 @@ T = TypeVar("T")
 class IBlockingWork(Interface):
     """Something that runs blocking jobs and reports through Deferreds."""
 
-    def run(job: Callable[[], Any]) -> defer.Deferred[Any]:  # noqa: N805 (zope Interface)
+    def run(job: Callable[[], T]) -> defer.Deferred[T]:  # noqa: N805 (zope Interface)
         """
         Run C{job} (no arguments); the Deferred fires with its result or
         fails with its exception.
@@ -44,7 +46,9 @@ class ThreadedWork:
     @ivar pending: jobs accepted and not finished (running or queued).
     """
 
-    def __init__(self, reactor: Any, maxThreads: int = 2, maxPending: int = 64) -> None:
+    def __init__(
+        self, reactor: IReactorThreads, maxThreads: int = 2, maxPending: int = 64
+    ) -> None:
         self.reactor = reactor
         self.maxPending = maxPending
         self.pending = 0
@@ -59,7 +63,7 @@ class ThreadedWork:
         def inThread() -> defer.Deferred[T]:
             return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), job)
 
-        def done(result: Any) -> Any:
+        def done(result: T | Failure) -> T | Failure:
             self.pending -= 1
             return result
 

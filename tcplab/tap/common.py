@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.cred import strcred
@@ -219,8 +220,17 @@ class PluginService(ListeningService):
 
     metricsEndpoint: EndpointService | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        serviceName: str,
+        descriptions: Sequence[str],
+        factory: IProtocolFactory,
+        # Any: the reactor in several roles (see tcplab.reactors.defaultReactor).
+        reactor: Any = None,
+        shutdownTimeout: float = 10.0,
+        reusePort: bool = False,
+    ) -> None:
+        super().__init__(serviceName, descriptions, factory, reactor, shutdownTimeout, reusePort)
         self.listening.addErrback(self._failedWhileRunning)
 
     def _failedWhileRunning(self, failure: Failure) -> None:
@@ -238,7 +248,10 @@ class PluginService(ListeningService):
 
 
 def superviseWorkers(
-    options: ServiceOptions, serviceName: str, reactor: Any = None
+    options: ServiceOptions,
+    serviceName: str,
+    # Any: the reactor in several roles (see tcplab.reactors.defaultReactor).
+    reactor: Any = None,
 ) -> WorkerSupervisor | None:
     """
     With C{--workers N} (N > 1, and not in a worker), the supervisor that
@@ -271,6 +284,7 @@ def makeListeningService(
     settings: ServiceSettings,
     factory: IProtocolFactory,
     metrics: Metrics | None = None,
+    # Any: the reactor in several roles (see tcplab.reactors.defaultReactor).
     reactor: Any = None,
 ) -> PluginService:
     """

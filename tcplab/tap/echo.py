@@ -7,9 +7,8 @@ See L{tcplab.echo} for the protocols.  The default is RFC 862 echo on
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorUDP
 from twisted.python import usage
 
 from tcplab.echo import (
@@ -103,7 +102,11 @@ class DatagramEchoService(DatagramService):
     """
 
     def __init__(
-        self, host: str, port: int, protocol: EchoDatagramProtocol, reactor: Any = None
+        self,
+        host: str,
+        port: int,
+        protocol: EchoDatagramProtocol,
+        reactor: IReactorUDP | None = None,
     ) -> None:
         super().__init__(
             SERVICE_NAME, host, port, protocol, reactor, maxPacketSize=protocol.maxPacketSize

@@ -22,6 +22,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
+    IReactorUDP,
     IStreamServerEndpoint,
 )
 from twisted.internet.protocol import DatagramProtocol
@@ -43,7 +44,11 @@ def describeError(error: BaseException | None) -> str:
     return " ".join(text.split())
 
 
-def parseEndpoint(reactor: Any, description: str, option: str = "--listen") -> Any:
+# Any: handed to serverFromString, which needs what the description's kind
+# of endpoint needs (TCP, SSL, UNIX) and which Twisted leaves untyped.
+def parseEndpoint(
+    reactor: Any, description: str, option: str = "--listen"
+) -> IStreamServerEndpoint:
     """
     The server endpoint for C{description} (with tcplab's listen backlog).
 
@@ -146,7 +151,11 @@ class EndpointService(_BindingService):
     """
 
     def __init__(
-        self, label: str, description: str, endpoint: IStreamServerEndpoint, factory: Any
+        self,
+        label: str,
+        description: str,
+        endpoint: IStreamServerEndpoint,
+        factory: IProtocolFactory,
     ) -> None:
         super().__init__(label)
         self.description = description
@@ -174,7 +183,7 @@ class DatagramService(_BindingService):
         host: str,
         port: int,
         protocol: DatagramProtocol,
-        reactor: Any = None,
+        reactor: IReactorUDP | None = None,
         maxPacketSize: int = 8192,
     ) -> None:
         super().__init__(label)
@@ -228,6 +237,7 @@ class ListeningService(MultiService):
         serviceName: str,
         descriptions: Sequence[str],
         factory: IProtocolFactory,
+        # Any: the reactor in several roles (see tcplab.reactors.defaultReactor).
         reactor: Any = None,
         shutdownTimeout: float = 10.0,
         reusePort: bool = False,
@@ -292,7 +302,7 @@ class ListeningService(MultiService):
             binder.bind()
 
     def _someFailed(self, failure: Failure) -> None:
-        error: Any = failure.value
+        error: BaseException | None = failure.value
         if isinstance(error, defer.FirstError):
             error = error.subFailure.value
         for binder in self.binders():
@@ -303,7 +313,7 @@ class ListeningService(MultiService):
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop accepting, drain the open connections, then stop the children."""
-        d: defer.Deferred[Any] = self.release()
+        d = self.release()
         if isinstance(self.factory, ConnectionObserver):
             observer = self.factory
             d.addCallback(lambda _: observer.drain(self.shutdownTimeout))

@@ -13,9 +13,9 @@ port, so no other site can open a chat socket with a visitor's browser.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IAddress, IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from tcplab.chat.protocol import ChatFactory, ChatProtocol
 from tcplab.interfaces import IGracefulStop
+from tcplab.transports import ConnectionTransport
 from tcplab.web.pages import InfoResource
 from tcplab.web.security import sameOrigin
 
@@ -75,14 +76,14 @@ class LineFrames:
     def abortConnection(self) -> None:
         """Drop the connection now (a client that stopped reading)."""
         self.closed = True
-        transport: Any = self.channel.transport
+        transport = cast(ConnectionTransport, self.channel.transport)
         transport.abortConnection()
 
-    def getPeer(self) -> Any:
+    def getPeer(self) -> IAddress:
         """The browser's address."""
         return self.peer
 
-    def getHost(self) -> Any:
+    def getHost(self) -> IAddress:
         """Our address."""
         return self.host
 

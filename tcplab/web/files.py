@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import cast
 from urllib.parse import quote
 
 from twisted.internet import defer
@@ -50,6 +51,7 @@ from tcplab.files.partials import removeDirectory
 from tcplab.files.records import OK, TransferRecord, recordTransfer
 from tcplab.files.server import FileServerFactory
 from tcplab.files.session import checkPermission
+from tcplab.transports import ConnectionTransport
 from tcplab.web.pages import PageRoot, jsonError, jsonResponse
 from tcplab.web.paths import nameFromRawPath, nameFromSegments
 from tcplab.web.security import DOWNLOAD_POLICY, SessionStore
@@ -82,7 +84,7 @@ def statusOf(error: FileServiceError) -> int:
     return STATUS.get(type(error), http.INTERNAL_SERVER_ERROR)
 
 
-def errorExtra(error: FileServiceError) -> dict[str, Any]:
+def errorExtra(error: FileServiceError) -> dict[str, object]:
     """What an error's JSON answer carries besides the message."""
     return {"offset": error.offset} if isinstance(error, OffsetMismatch) else {}
 
@@ -114,11 +116,11 @@ class FilesResource(Resource):
         """The name under the root that the rest of the URL spells."""
         return nameFromSegments(request.postpath or [])
 
-    def answer(self, request: Request, job: Any) -> int:
+    def answer(self, request: Request, job: Callable[[], object]) -> int:
         """Run C{job} (may return a Deferred) and answer with its JSON or its error."""
         d = defer.maybeDeferred(job)
 
-        def done(document: Any) -> None:
+        def done(document: object) -> None:
             if not request._disconnected:
                 request.write(jsonResponse(request, document))
                 request.finish()
@@ -183,7 +185,7 @@ class LoginResource(FilesResource):
         if not self.factory.authenticator.enabled:
             return jsonError(request, http.BAD_REQUEST, "this server has no accounts")
 
-        async def login() -> dict[str, Any]:
+        async def login() -> dict[str, object]:
             name = await self.factory.authenticator.login(user, password, peerOf(request))
             session = self.sessions.start(request, user=name)
             return {"ok": True, "user": name, "token": session.token}
@@ -197,7 +199,7 @@ class ListResource(FilesResource):
     def render_GET(self, request: Request) -> int:
         """The listing, at most L{MAX_LISTING} entries."""
 
-        def job() -> Any:
+        def job() -> defer.Deferred[dict[str, object]]:
             checkPermission(self.factory, self.user(request), "list")
             name = self.name(request)
             root = self.factory.root
@@ -205,7 +207,7 @@ class ListResource(FilesResource):
             if not path.isdir():
                 raise BadRequest(f"not a directory: {name!r}")
 
-            def read() -> dict[str, Any]:
+            def read() -> dict[str, object]:
                 names = readNames(path)
                 entries = list(describeEach(path, names[:MAX_LISTING], root))
                 return {
@@ -353,9 +355,11 @@ class FilesSite(WebSite):
         try:
             args = http.parse_qs(path.split(b"?", 1)[1]) if b"?" in path else {}
             size, start = uploadRange(args, request.getHeader(b"content-range"), length)
+            # An HTTP channel's transport is a TCP (or TLS) connection.
+            transport = cast(ConnectionTransport, request.channel.transport)
             sink = UploadSink(
                 self.factory,
-                request.channel.transport,
+                transport,
                 peerOf(request),
                 session.user,
                 nameFromRawPath(path, UPLOAD_PREFIX),

@@ -10,8 +10,8 @@ is reachable through them, and there is no directory listing.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from importlib import resources
-from typing import Any
 
 from twisted.web import http
 from twisted.web.pages import notFound
@@ -31,7 +31,7 @@ def asset(name: str) -> bytes:
     return resources.files("tcplab.web").joinpath("static").joinpath(name).read_bytes()
 
 
-def jsonResponse(request: Request, document: Any, status: int = http.OK) -> bytes:
+def jsonResponse(request: Request, document: object, status: int = http.OK) -> bytes:
     """Answer with a JSON document (never cached)."""
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
@@ -39,7 +39,7 @@ def jsonResponse(request: Request, document: Any, status: int = http.OK) -> byte
     return json.dumps(document).encode("utf-8")
 
 
-def jsonError(request: Request, status: int, message: str, **extra: Any) -> bytes:
+def jsonError(request: Request, status: int, message: str, **extra: object) -> bytes:
     """Answer with a JSON error: C{{"ok": false, "error": message}}."""
     return jsonResponse(request, {"ok": False, "error": message, **extra}, status)
 
@@ -71,7 +71,7 @@ class InfoResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, info: dict[str, Any]) -> None:
+    def __init__(self, info: Mapping[str, object]) -> None:
         super().__init__()
         self.info = info
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import IO, Any
+from typing import IO
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IAddress
 
 
 def isLoopback(host: str) -> bool:
@@ -50,7 +51,7 @@ def localAddresses(family: int = socket.AF_INET) -> list[str]:
     return unique
 
 
-def urlsFor(address: Any, secure: bool) -> list[str]:
+def urlsFor(address: IAddress, secure: bool) -> list[str]:
     """
     The URLs by which others reach a listener bound to C{address}; empty for
     loopback or a UNIX socket.

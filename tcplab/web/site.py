@@ -16,7 +16,7 @@ to memory; a larger body is refused before it is read.
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Protocol, cast
 
 from twisted.internet.interfaces import IProtocol
 from twisted.logger import Logger
@@ -26,6 +26,7 @@ from twisted.web.resource import IResource
 from zope.interface import implementer
 
 from tcplab.interfaces import IGracefulStop, IMessageProgress, IRefusalFormat
+from tcplab.transports import ConnectionTransport
 from tcplab.web.security import SessionStore, setSecurityHeaders
 
 MAX_BODY = 64 * 1024
@@ -48,14 +49,14 @@ class BodySink(Protocol):
 class Refused(Exception):
     """A request refused before its body is read: status and one-line reason."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, **extra: object) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.extra = extra
 
 
-def jsonBody(status: int, document: Any) -> bytes:
+def jsonBody(status: int, document: object) -> bytes:
     """A complete HTTP/1.1 response with a JSON body, closing the connection."""
     body = json.dumps(document).encode("utf-8")
     reason = http.RESPONSES.get(status, b"Error")
@@ -93,10 +94,10 @@ class WebRequest(server.Request):
             self.refuse(e.status, e.message, **e.extra)
         super().gotLength(0 if self.sink is not None or self.refused else length)
 
-    def refuse(self, status: int, message: str, **extra: Any) -> None:
+    def refuse(self, status: int, message: str, **extra: object) -> None:
         """Answer now, before the body, and close: nothing more is read."""
         self.refused = True
-        transport: Any = self.channel.transport
+        transport = cast(ConnectionTransport, self.channel.transport)
         transport.write(jsonBody(status, {"ok": False, "error": message, **extra}))
         transport.loseConnection()
 
@@ -143,7 +144,7 @@ class WebChannel(http.HTTPChannel):
     log = Logger()
     requestsStarted = 0
     messagesDone = 0
-    upgraded: Any = None
+    upgraded: IProtocol | None = None
     """The WebSocket wire protocol, once the channel was upgraded."""
 
     def messageInProgress(self) -> object | None:
@@ -170,7 +171,7 @@ class WebChannel(http.HTTPChannel):
         """Hand the connection to a WebSocket, with a bound on one message."""
         # The channel is the transport's producer; the WebSocket side
         # registers its own (the chat member's slow-consumer detection).
-        transport: Any = self.transport
+        transport = cast(ConnectionTransport, self.transport)
         transport.unregisterProducer()
         self.upgraded = protocol
         receive = protocol.dataReceived
@@ -242,5 +243,5 @@ class WebSite(server.Site):
         """A peer refused by a connection limit gets an HTTP 503 saying why."""
         return jsonBody(http.SERVICE_UNAVAILABLE, {"ok": False, "error": reason})
 
-    def log(self, request: Any) -> None:
+    def log(self, request: http.Request) -> None:
         """Requests are not logged one by one (the connection log says who came)."""

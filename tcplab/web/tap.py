@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from twisted.application.service import MultiService
 from twisted.internet.interfaces import IListeningPort, IProtocolNegotiationFactory
@@ -29,6 +29,10 @@ from tcplab.settings import ServiceSettings
 from tcplab.tap.listening import ListeningService
 from tcplab.web.qr import announce, urlsFor
 from tcplab.web.site import WebSite
+
+if TYPE_CHECKING:
+    from tcplab.chat.protocol import ChatFactory
+    from tcplab.files.server import FileServerFactory
 
 WEB_HELP = (
     "Also serve the web page on this endpoint (repeatable; off by default), "
@@ -117,7 +121,7 @@ def addWebListeners(
     return service
 
 
-def announceListener(label: str, port: IListeningPort, secure: bool, out: Any) -> None:
+def announceListener(label: str, port: IListeningPort, secure: bool, out: IO[str] | None) -> None:
     """Log where the page is, with a QR code when other machines can reach it."""
     urls = urlsFor(port.getHost(), secure)
     for url in urls:
@@ -129,7 +133,10 @@ def announceListener(label: str, port: IListeningPort, secure: bool, out: Any) -
 
 
 def addChatWeb(
-    parent: MultiService, settings: ServiceSettings, descriptions: Sequence[str], factory: Any
+    parent: MultiService,
+    settings: ServiceSettings,
+    descriptions: Sequence[str],
+    factory: ChatFactory,
 ) -> ListeningService:
     """The chat page on C{descriptions}, its members joining C{factory}'s hub."""
     from tcplab.web.chat import chatResource
@@ -141,7 +148,10 @@ def addChatWeb(
 
 
 def addFilesWeb(
-    parent: MultiService, settings: ServiceSettings, descriptions: Sequence[str], factory: Any
+    parent: MultiService,
+    settings: ServiceSettings,
+    descriptions: Sequence[str],
+    factory: FileServerFactory,
 ) -> ListeningService:
     """The files page on C{descriptions}, serving C{factory}'s root with its rules."""
     from tcplab.web.files import FilesSite

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -31,6 +31,7 @@ from tcplab.files.records import FAILED, INTERRUPTED, OK, TransferRecord, record
 from tcplab.files.session import checkPermission
 from tcplab.files.storage import Cancellation, Cancelled, Upload
 from tcplab.files.transfers import cleanUpAfter
+from tcplab.transports import ConnectionTransport
 
 if TYPE_CHECKING:
     from tcplab.files.server import FileServerFactory
@@ -74,7 +75,7 @@ def uploadRange(
     return size, start
 
 
-def resumeOffset(factory: FileServerFactory, name: str, size: int) -> dict[str, Any]:
+def resumeOffset(factory: FileServerFactory, name: str, size: int) -> dict[str, object]:
     """
     Where an upload of C{name} (C{size} bytes) would continue: the size of its
     partial when one is there and no longer than C{size}, else 0; and whether
@@ -102,7 +103,7 @@ class UploadSink:
     def __init__(
         self,
         factory: FileServerFactory,
-        transport: Any,
+        transport: ConnectionTransport,
         peer: str,
         user: str | None,
         name: str,
@@ -208,7 +209,7 @@ class UploadSink:
         if upload is not None:
             self.recordTransfer(upload, INTERRUPTED, "partial kept")
 
-    def complete(self) -> dict[str, Any]:
+    def complete(self) -> dict[str, object]:
         """
         The whole body is in: store the file if it is complete, and answer.
 

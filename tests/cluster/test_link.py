@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.logger import capturedLogs
 
 from tcplab.chat import names
 from tcplab.chat.cluster import LINK_LOST, ClusterHub
@@ -16,6 +17,19 @@ from tcplab.chat.redislink import RedisTarget, parseRedisURL
 from tcplab.metrics import Metrics
 from tests.cluster.redis import RedisServer
 from tests.support import makeCertificates, waitUntil
+
+
+def test_record_that_is_not_an_object_is_skipped() -> None:
+    """A stream record whose JSON is not an object is skipped with a warning, the next applied."""
+    hub = ClusterHub(node="aaaa")
+    link = ClusterLink(hub, RedisTarget("127.0.0.1", 1), Metrics("t"), pytest.fail)
+    with capturedLogs() as events:
+        link._received(["n", "bbbb", "s", "1", "d", "[1, 2]"])
+        link._received(
+            ["n", "bbbb", "s", "2", "d", '{"k": "announce", "room": "#r", "text": "hi"}']
+        )
+    assert [e["log_format"] for e in events] == ["bad cluster record skipped: {why}"]
+    assert hub._seen == {"bbbb": 2}
 
 
 def test_redis_urls() -> None:
@@ -78,6 +92,7 @@ async def test_lines_arrive_once_in_order_across_a_dropped_connection(redis: Red
             hubA.say(alice, f"line {i}")
             if i == 20:
                 # Sent but (mostly) not yet acknowledged: the connection dies.
+                assert linkA.writer.connection is not None
                 linkA.writer.connection.transport.abortConnection()
         await waitUntil(lambda: len(bob.said()) >= 40)
         hubA.say(alice, "end")

@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pytest_twisted
@@ -19,6 +19,7 @@ from twisted.internet.task import Clock
 from tcplab.auth import Authenticator
 from tcplab.cli import buildParser, files_get
 from tcplab.cli.files_session import Session, plural, retryDelays
+from tcplab.cli.running import ICommandReactor
 from tcplab.errors import ExitCode, TcplabError
 from tcplab.files import FileServerFactory
 from tcplab.files.client import ConnectionLostError
@@ -391,7 +392,7 @@ def test_retrying_waits_on_the_clock(capsys: pytest.CaptureFixture[str]) -> None
     _, commands = buildParser()
     args = commands["get"].parse_intermixed_args(["127.0.0.1:1", "f", "--retries", "3"])
     clock = Clock()
-    session = Session(clock, args)
+    session = Session(cast(ICommandReactor, clock), args)  # only its clock is used
     session.firstDelay = 0.5
     attempts: list[float] = []
 

@@ -73,6 +73,19 @@ def test_resume_keeps_partial_and_hashes_it(tmp_path: Path) -> None:
     assert target.getContent() == b"abcdef"
 
 
+def test_resumed_upload_refuses_data_before_its_kept_part_is_hashed(tmp_path: Path) -> None:
+    """A resumed upload given data before hashExisting says so and keeps the partial as it was."""
+    target = fp(tmp_path / "x")
+    first = Upload(target, 6, overwrite=False, resume=True)
+    first.write(b"abcd")
+    first.abort(keep=True)
+    second = Upload(target, 6, overwrite=False, resume=True)
+    with pytest.raises(RuntimeError, match="hashExisting"):
+        second.write(b"ef")
+    second.abort(keep=True)
+    assert second.partial.getContent() == b"abcd"
+
+
 def test_no_resume_starts_over(tmp_path: Path) -> None:
     """resume=False truncates an old partial."""
     target = fp(tmp_path / "x")
