@@ -27,10 +27,11 @@ from zope.interface import implementer
 from tcplab.addresses import describeAddress
 from tcplab.auth import Authenticator
 from tcplab.files import wire
-from tcplab.files.errors import Busy
+from tcplab.files.errors import BadRequest, Busy, TooLarge
 from tcplab.files.partials import sweepAbandonedPartials
 from tcplab.files.root import SafeRoot
 from tcplab.files.session import FileSession
+from tcplab.files.storage import Upload
 from tcplab.files.work import IBlockingWork, InlineWork, ThreadedWork
 from tcplab.interfaces import IGracefulStop, IMessageProgress, IRefusalFormat
 from tcplab.metrics import Metrics
@@ -219,6 +220,37 @@ class FileServerFactory(Factory):
         self.metrics.describe(
             "tcplab_file_transfer_bytes_total", "counter", "File bytes moved, by op."
         )
+
+    def checkUploadSize(self, size: int) -> None:
+        """
+        @raise TooLarge: C{size} is over C{--max-size}.
+        """
+        if self.maxSize is not None and size > self.maxSize:
+            raise TooLarge(f"{size} bytes is over the server's limit of {self.maxSize}")
+
+    def openUpload(self, path: str, size: int, overwrite: bool, resume: bool) -> Upload:
+        """
+        Admit an upload as every front door does (the protocol, the
+        tutorial listener, the web page): its size within C{--max-size}, a
+        file name under the root, a place among C{maxUploads}; then lock its
+        partial and count it until L{uploadEnded}.
+
+        @raise FileServiceError: refused (C{too_large}, C{not_allowed},
+            C{bad_request}, C{busy}, C{exists}...).
+        """
+        self.checkUploadSize(size)
+        target = self.root.resolve(path)
+        if target == self.root.path or not path.strip("/"):
+            raise BadRequest("an upload needs a file name")
+        if self.uploadsInProgress >= self.maxUploads:
+            raise Busy(f"the server holds {self.maxUploads} uploads already; try again later")
+        upload = Upload(target, size, overwrite, resume)
+        self.uploadsInProgress += 1
+        return upload
+
+    def uploadEnded(self) -> None:
+        """An upload from L{openUpload} finished, failed or was dropped: free its place."""
+        self.uploadsInProgress -= 1
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """A new connection."""

@@ -27,7 +27,6 @@ from tcplab.files.errors import (
     FileServiceError,
     NotAllowed,
     StorageFailure,
-    TooLarge,
     wireError,
 )
 from tcplab.files.listing import PagedListing
@@ -238,16 +237,9 @@ class TransferSession:
 
     def startUpload(self, request: wire.Request) -> None:
         """Check the size and the name, lock the partial, tell the offset."""
-        factory = self.factory
-        if factory.maxSize is not None and request.size > factory.maxSize:
-            raise TooLarge(f"{request.size} bytes is over the server's limit of {factory.maxSize}")
-        target = factory.root.resolve(request.path)
-        if target == factory.root.path or not request.path.strip("/"):
-            raise BadRequest("put needs a file name")
-        if factory.uploadsInProgress >= factory.maxUploads:
-            raise Busy(f"the server holds {factory.maxUploads} uploads already; try again later")
-        upload = Upload(target, request.size, request.overwrite, request.resume)
-        factory.uploadsInProgress += 1
+        upload = self.factory.openUpload(
+            request.path, request.size, request.overwrite, request.resume
+        )
         self.upload = upload
         self.transfer = TransferRecord("put", request.path, self.now())
         if upload.hasher is not None:
@@ -292,7 +284,7 @@ class TransferSession:
             raise BadRequest(f"upload ended after {upload.received} of {upload.size} bytes")
         digest = wire.parseDigest(payload)
         self.upload = self.transfer = None
-        self.factory.uploadsInProgress -= 1
+        self.factory.uploadEnded()
         try:
             upload.finish(digest)
         except FileServiceError as e:
@@ -313,7 +305,7 @@ class TransferSession:
         upload, self.upload = self.upload, None
         if upload is not None:
             upload.abort(keep=keep)
-            self.factory.uploadsInProgress -= 1
+            self.factory.uploadEnded()
         return upload
 
     def unexpected(self, failure: Failure, what: str) -> FileServiceError:

@@ -38,7 +38,7 @@ from zope.interface import implementer
 
 from tcplab.addresses import describeAddress
 from tcplab.files import wire
-from tcplab.files.errors import BadRequest, Busy, FileServiceError, TooLarge
+from tcplab.files.errors import BadRequest, FileServiceError
 from tcplab.files.records import (
     FAILED,
     INTERRUPTED,
@@ -208,25 +208,16 @@ class TutorialProtocol(Protocol):
         except wire.ProtocolError as e:
             raise BadRequest(f"bad header: {e.message}") from None
         self.record = TransferRecord("put", name, self.now())
-        files = self.files
-        checkPermission(files, None, "put")
-        if files.maxSize is not None and size > files.maxSize:
-            raise TooLarge(f"{size} bytes is over the server's limit of {files.maxSize}")
-        target = files.root.resolve(name)
-        if target == files.root.path or not name.strip("/"):
-            raise BadRequest("the header names no file")
-        if files.uploadsInProgress >= files.maxUploads:
-            raise Busy(f"the server holds {files.maxUploads} uploads already")
+        checkPermission(self.files, None, "put")
         # The tutorial's server opens the name with "wb": a new upload replaces.
-        self.upload = Upload(target, size, overwrite=True, resume=False)
-        files.uploadsInProgress += 1
+        self.upload = self.files.openUpload(name, size, overwrite=True, resume=False)
 
     def finishUpload(self) -> None:
         """All declared bytes are in: move the file into place and log it."""
         upload, record = self.upload, self.record
         assert upload is not None and record is not None
         self.upload = self.record = None
-        self.files.uploadsInProgress -= 1
+        self.files.uploadEnded()
         try:
             upload.finish(None)
         except FileServiceError as e:
@@ -251,7 +242,7 @@ class TutorialProtocol(Protocol):
         self.record = self.upload = None
         if upload is not None:
             upload.abort(keep=False)
-            self.files.uploadsInProgress -= 1
+            self.files.uploadEnded()
             if record is not None:
                 self.recordTransfer(record, upload.received, FAILED, error.message)
         elif record is not None:
@@ -308,7 +299,7 @@ class TutorialProtocol(Protocol):
         self.upload = None
         if upload is not None:
             upload.abort(keep=False)
-            self.files.uploadsInProgress -= 1
+            self.files.uploadEnded()
             if record is not None:
                 self.recordTransfer(record, upload.received, INTERRUPTED)
 

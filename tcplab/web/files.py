@@ -304,10 +304,7 @@ class UploadResource(FilesResource):
             size = int((request.args or {}).get(b"size", [b""])[0])
             if size < 0:
                 raise ValueError
-            if self.factory.maxSize is not None and size > self.factory.maxSize:
-                raise TooLarge(
-                    f"{size} bytes is over the server's limit of {self.factory.maxSize}"
-                )
+            self.factory.checkUploadSize(size)
             return jsonResponse(request, resumeOffset(self.factory, self.name(request), size))
         except ValueError:
             return jsonError(request, http.BAD_REQUEST, "say ?size=BYTES")

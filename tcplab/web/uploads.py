@@ -25,7 +25,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from tcplab.files.errors import BadRequest, Busy, FileServiceError, TooLarge
+from tcplab.files.errors import BadRequest, Busy, FileServiceError
 from tcplab.files.partials import partialName
 from tcplab.files.records import FAILED, INTERRUPTED, OK, TransferRecord, recordTransfer
 from tcplab.files.session import checkPermission
@@ -112,18 +112,11 @@ class UploadSink:
         overwrite: bool,
     ) -> None:
         checkPermission(factory, user, "put")
-        if factory.maxSize is not None and size > factory.maxSize:
-            raise TooLarge(f"{size} bytes is over the server's limit of {factory.maxSize}")
-        target = factory.root.resolve(name)
-        if target == factory.root.path or not name.strip("/"):
-            raise BadRequest("an upload needs a file name")
-        if factory.uploadsInProgress >= factory.maxUploads:
-            raise Busy(f"the server holds {factory.maxUploads} uploads already; try again later")
-        upload = Upload(target, size, overwrite, resume=start > 0)
+        upload = factory.openUpload(name, size, overwrite, resume=start > 0)
         if upload.offset != start:
             upload.abort(keep=True)
+            factory.uploadEnded()
             raise OffsetMismatch(upload.offset)
-        factory.uploadsInProgress += 1
         self.factory = factory
         self.transport = transport
         self.peer = peer
@@ -198,7 +191,7 @@ class UploadSink:
         upload, self.upload = self.upload, None
         if upload is not None:
             upload.abort(keep=keep)
-            self.factory.uploadsInProgress -= 1
+            self.factory.uploadEnded()
         return upload
 
     def lost(self, reason: Failure) -> None:
@@ -226,7 +219,7 @@ class UploadSink:
             self.recordTransfer(upload, INTERRUPTED, "partial kept")
             return {"ok": True, "done": False, "offset": upload.received, "size": upload.size}
         self.upload = None
-        self.factory.uploadsInProgress -= 1
+        self.factory.uploadEnded()
         try:
             digest = upload.finish(None)
         except FileServiceError as e:
