@@ -14,7 +14,6 @@ the storage become wire errors in one place (L{tcplab.files.errors.wireError}).
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
@@ -31,8 +30,8 @@ from tcplab.files.errors import (
     StorageFailure,
 )
 from tcplab.files.listing import PagedListing, describe, describeEach, readNames
-from tcplab.files.partials import removeDirectory
 from tcplab.files.records import OK, REFUSED, TRANSFER_OPS, TransferRecord
+from tcplab.files.storage import deletePath
 from tcplab.files.transfers import TransferSession
 
 if TYPE_CHECKING:
@@ -179,17 +178,8 @@ class FileSession(TransferSession):
 
     def delete(self, request: wire.Request) -> None:
         """Remove a file or a link, or a directory empty but for abandoned partials."""
-        path = self.factory.root.existing(request.path)
-        if path == self.factory.root.path:
-            raise NotAllowed("the root cannot be deleted")
         record = TransferRecord("delete", request.path, self.now())
-        if path.isdir() and not path.islink():
-            removeDirectory(path.path)
-        else:
-            try:
-                os.unlink(path.path)
-            except OSError as e:
-                raise NotAllowed(f"cannot delete: {e.strerror}") from None
+        deletePath(self.factory.root, request.path)
         self.recordTransfer(record, 0, OK)
         self.channel.sendMessage({"ok": True})
 

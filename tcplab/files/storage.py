@@ -43,9 +43,11 @@ from tcplab.files.partials import (
     heldByAnother,
     lockPartial,
     partialName,
+    removeDirectory,
     removeStalePartials,
     sameFile,
 )
+from tcplab.files.root import SafeRoot
 
 __all__ = [
     "Cancellation",
@@ -324,3 +326,24 @@ class Upload:
                     os.unlink(self.partial.path)
         with contextlib.suppress(OSError):
             self.file.close()
+
+
+def deletePath(root: SafeRoot, path: str) -> None:
+    """
+    Remove the file, link or directory at C{path} under C{root}, as every
+    front door's delete does: a directory only when empty but for abandoned
+    partials, never the root itself.
+
+    @raise FileServiceError: C{not_found}, C{not_allowed} (the root, not
+        empty, an upload into it running, no permission).
+    """
+    target = root.existing(path)
+    if target == root.path:
+        raise NotAllowed("the root cannot be deleted")
+    if target.isdir() and not target.islink():
+        removeDirectory(target.path)
+        return
+    try:
+        os.unlink(target.path)
+    except OSError as e:
+        raise NotAllowed(f"cannot delete: {e.strerror}") from None

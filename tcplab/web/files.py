@@ -12,7 +12,6 @@ changes something needs the session's token header (L{SessionStore.authorised}).
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Callable
 from typing import cast
@@ -47,10 +46,10 @@ from tcplab.files.errors import (
     TooLarge,
 )
 from tcplab.files.listing import describeEach, readNames
-from tcplab.files.partials import removeDirectory
 from tcplab.files.records import OK, TransferRecord, recordTransfer
 from tcplab.files.server import FileServerFactory
 from tcplab.files.session import checkPermission
+from tcplab.files.storage import deletePath
 from tcplab.transports import ConnectionTransport
 from tcplab.web.pages import PageRoot, jsonError, jsonResponse
 from tcplab.web.paths import nameFromRawPath, nameFromSegments
@@ -273,18 +272,8 @@ class FileResource(FilesResource):
         try:
             checkPermission(self.factory, session.user, "delete")
             name = self.name(request)
-            root = self.factory.root
-            path = root.existing(name)
-            if path == root.path:
-                raise NotAllowed("the root cannot be deleted")
             record = TransferRecord("delete", name, self.now())
-            if path.isdir() and not path.islink():
-                removeDirectory(path.path)
-            else:
-                try:
-                    os.unlink(path.path)
-                except OSError as e:
-                    raise NotAllowed(f"cannot delete: {e.strerror}") from None
+            deletePath(self.factory.root, name)
         except FileServiceError as e:
             return jsonError(request, statusOf(e), e.message)
         recordTransfer(self.log, self.factory.metrics, peerOf(request), record, 0, self.now(), OK)
