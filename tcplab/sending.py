@@ -174,11 +174,11 @@ class WriteBatch:
         due, self.due = self.due, []
         lines, self.lines = self.lines, []
         shared: dict[tuple[int, int], bytes] = {}
-        outgoing = [(writer, writer.takeOutput(lines, shared)) for writer in due]
-        for writer, data in outgoing:
+        outgoing = [(writer.sink, writer.takeOutput(lines, shared)) for writer in due]
+        for sink, data in outgoing:
             if data:
                 try:
-                    writer.sink.send(data)
+                    sink.send(data)
                 except Exception:
                     self.log.failure("sending batched output failed")
 
@@ -213,15 +213,21 @@ class BatchedWriter:
         if own is not None:
             own.append(data)
             return
+        # WriteBatch.add inlined: this runs once per member per line, and a
+        # call is a good part of its cost.
         batch = self.batch
-        index = batch.add(data)
-        if self._runStart < 0:
+        lines = batch.lines
+        if not lines or lines[-1] is not data:
+            lines.append(data)
+        index = len(lines) - 1
+        start = self._runStart
+        if start < 0:
             self._runStart, self._runEnd = index, index + 1
             batch.schedule(self)
         elif self._runEnd == index:
             self._runEnd = index + 1
         else:
-            self._ownOutput = [*batch.lines[self._runStart : self._runEnd], data]
+            self._ownOutput = [*lines[start : self._runEnd], data]
             self._runStart = self._runEnd = -1
 
     def takeOutput(self, lines: list[bytes], shared: dict[tuple[int, int], bytes]) -> bytes:
@@ -233,15 +239,17 @@ class BatchedWriter:
         if own is not None:
             self._ownOutput = None
             return b"".join(own)
-        run = (self._runStart, self._runEnd)
-        if run[0] < 0:
+        start = self._runStart
+        if start < 0:
             return b""
+        end = self._runEnd
         self._runStart = self._runEnd = -1
-        if run[1] - run[0] == 1:
-            return lines[run[0]]
+        if end - start == 1:
+            return lines[start]
+        run = (start, end)
         data = shared.get(run)
         if data is None:
-            data = shared[run] = b"".join(lines[run[0] : run[1]])
+            data = shared[run] = b"".join(lines[start:end])
         return data
 
     def flushNow(self) -> None:
