@@ -208,6 +208,17 @@ def test_workers_share_one_port_and_one_chat(redis: RedisServer) -> None:
         clients[0].send("hello all")
         for client in clients[1:]:
             assert client.readUntil("hello all")[-1] == "<user0> hello all"
+        # A node's records arrive in order, so once user5 has a line from
+        # each of the others, their joins have reached user5's worker too
+        # (records of different nodes may interleave either way).
+        for number, client in enumerate(clients[1:5], start=1):
+            client.send(f"hello from user{number}")
+        heard = {"<user0> hello all"}
+        while len(heard) < 5:
+            heard.add(clients[5].readUntil("hello ")[-1])
+        assert heard == {"<user0> hello all"} | {
+            f"<user{n}> hello from user{n}" for n in range(1, 5)
+        }
         clients[5].send("/who")
         assert whoIn(clients[5].readUntil("in #lobby")[-1]) == [f"user{i}" for i in range(6)]
     finally:
