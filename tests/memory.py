@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import IHalfCloseableProtocol, IProtocol, IProtocolFactory
+from twisted.internet.interfaces import (
+    IAddress,
+    IHalfCloseableProtocol,
+    IProtocol,
+    IProtocolFactory,
+)
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test.iosim import FakeTransport, IOPump
 
@@ -138,11 +143,11 @@ def connectInMemory(
     serverFactory: IProtocolFactory,
     client: IProtocol | None = None,
     clock: MemoryReactorClock | None = None,
-    peer: IPv4Address | None = None,
+    peer: IAddress | None = None,
 ) -> MemoryConnection:
     """
     Build a server protocol from C{serverFactory} for a peer at C{peer}
-    (127.0.0.1:40000 by default), connect C{client} (a
+    (any address: IPv4 127.0.0.1:40000 by default, IPv6 or UNIX too), connect C{client} (a
     L{tests.support.Collector} by default) to it and deliver the greeting.
 
     The factory is started (C{doStart}) if it has not been already; stop it

@@ -10,6 +10,7 @@ import socket
 import pytest
 import pytest_twisted
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import IAddress
 from twisted.internet.testing import MemoryReactorClock
 
 from tcplab.addresses import canonicalHost, peerHost
@@ -21,9 +22,9 @@ from tests.memory import MemoryConnection, connectInMemory
 from tests.support import Collector, Loopback, reactor
 
 
-def connectFrom(factory: ConnectionObserver, peer: object) -> MemoryConnection:
+def connectFrom(factory: ConnectionObserver, peer: IAddress) -> MemoryConnection:
     """An in-memory connection to C{factory} from C{peer}."""
-    return connectInMemory(factory, clock=factory.reactor, peer=peer)  # type: ignore[arg-type]
+    return connectInMemory(factory, clock=factory.reactor, peer=peer)
 
 
 def test_mapped_ipv6_counts_as_its_ipv4_host() -> None:
