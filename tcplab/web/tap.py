@@ -48,11 +48,10 @@ log = Logger()
 @implementer(IProtocolNegotiationFactory)
 class WebObserver(ConnectionObserver):
     """
-    The connection wrapper of a web listener, which says over TLS (ALPN) that
-    it speaks HTTP/1.1.  Twisted 26.10 answers a client offering ALPN -- every
-    browser, curl -- with an internal-error alert when the listening factory
-    names no protocols, so a plain L{ConnectionObserver} on C{ssl:} would
-    fail every browser's handshake.
+    The connection wrapper of a web listener, which says over TLS (ALPN)
+    that it speaks HTTP/1.1, so a browser offering C{h2} and C{http/1.1}
+    settles on the one twisted.web serves here.  (A listener that names no
+    protocol still serves ALPN clients: see L{tcplab.alpn}.)
     """
 
     def acceptableProtocols(self) -> list[bytes]:
