@@ -15,7 +15,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +299,28 @@ def recvExactly(sock: Any, size: int) -> bytes:
         assert chunk, f"closed after {len(data)} of {size} bytes: {data!r}"
         data += chunk
     return data
+
+
+def runTwistd(*args: str, timeout: float = 60.0, cwd: Path | None = None) -> Any:
+    """
+    Run the real ``twistd -n`` (no pidfile) with C{args} until it exits by
+    itself (a start-up that fails); return the completed process (bytes).
+    """
+    return subprocess.run(
+        [TWISTD, "--pidfile=", "-n", *args], capture_output=True, timeout=timeout, cwd=cwd
+    )
+
+
+@contextmanager
+def heldPort() -> Iterator[int]:
+    """
+    A TCP port on 127.0.0.1 that a plain listening socket (no
+    C{SO_REUSEPORT}) holds meanwhile, so a server asked for it finds it busy.
+    """
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        yield int(busy.getsockname()[1])
 
 
 def runTcplab(*args: str, input: bytes | None = None, timeout: float = 60.0) -> Any:

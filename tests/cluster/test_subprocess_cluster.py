@@ -15,7 +15,7 @@ import pytest
 
 from tests.chat.test_subprocess import LineClient
 from tests.cluster.redis import RedisServer, freePort
-from tests.support import TWISTD, ServerProcess
+from tests.support import ServerProcess, runTwistd
 
 pytestmark = pytest.mark.subprocess
 
@@ -231,21 +231,14 @@ def test_workers_share_one_port_and_one_chat(redis: RedisServer) -> None:
 def test_unreachable_redis_is_one_line_and_exit_10() -> None:
     """Redis not answering at start-up: one line on stderr, exit status 10."""
     url = f"redis://127.0.0.1:{freePort()}"
-    result = subprocess.run(
-        [
-            TWISTD,
-            "--pidfile=",
-            "-n",
-            "tcplab-chat",
-            "--listen",
-            "tcp:0:interface=127.0.0.1",
-            "--cluster",
-            url,
-            "--cluster-timeout",
-            "1",
-        ],
-        capture_output=True,
-        timeout=30,
+    result = runTwistd(
+        "tcplab-chat",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--cluster",
+        url,
+        "--cluster-timeout",
+        "1",
     )
     assert result.returncode == 10
     assert result.stderr.decode().strip().splitlines()[-1] == (

@@ -20,7 +20,7 @@ from tcplab.errors import CannotListen
 from tcplab.files.partials import lockPartial
 from tcplab.workers import WorkerSupervisor, metricsForWorker, workerArguments
 from tests.cluster.redis import freePort, freePorts
-from tests.support import TWISTD, ServerProcess, recvExactly, scrape
+from tests.support import ServerProcess, heldPort, recvExactly, runTwistd, scrape
 
 
 class FakeProcess:
@@ -211,23 +211,9 @@ def test_echo_workers_share_a_port_restart_and_stop() -> None:
 @pytest.mark.subprocess
 def test_workers_on_a_busy_port_exit_10() -> None:
     """Workers that cannot listen (the port is held without SO_REUSEPORT): exit status 10."""
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        result = subprocess.run(
-            [
-                TWISTD,
-                "--pidfile=",
-                "-n",
-                "tcplab-echo",
-                "--workers",
-                "2",
-                "--listen",
-                f"tcp:{port}:interface=127.0.0.1",
-            ],
-            capture_output=True,
-            timeout=30,
+    with heldPort() as port:
+        result = runTwistd(
+            "tcplab-echo", "--workers", "2", "--listen", f"tcp:{port}:interface=127.0.0.1"
         )
     assert result.returncode == 10
     assert b"Address already in use" in result.stderr

@@ -6,8 +6,6 @@ line and exit status 10, and a busy port stops the real twistd the same way.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from tcplab.tap.listening import ListeningService
 from tcplab.web.files import FilesSite
 from tcplab.web.site import WebSite
 from tcplab.web.tap import WebObserver
-from tests.support import TWISTD
+from tests.support import heldPort, runTwistd
 
 
 def test_webListenersJoinTheTreeWithABrowsersShare(tmp_path: Path) -> None:
@@ -63,23 +61,13 @@ def test_badWebEndpointIsOneLine(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.subprocess
 def test_busyWebPortStopsTheServerWithOneLine(tmp_path: Path) -> None:
     """A --web port in use ends twistd with exit status 10 and one line, not a traceback."""
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        result = subprocess.run(
-            [
-                TWISTD,
-                "--pidfile=",
-                "-n",
-                "tcplab-chat",
-                "--listen",
-                "tcp:0:interface=127.0.0.1",
-                "--web",
-                f"tcp:{port}:interface=127.0.0.1",
-            ],
-            capture_output=True,
-            timeout=60,
+    with heldPort() as port:
+        result = runTwistd(
+            "tcplab-chat",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--web",
+            f"tcp:{port}:interface=127.0.0.1",
             cwd=tmp_path,
         )
     assert result.returncode == 10
