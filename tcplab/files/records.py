@@ -60,3 +60,8 @@ def recordTransfer(
     )
     metrics.increment("tcplab_file_transfers_total", op=record.op, outcome=outcome)
     metrics.increment("tcplab_file_transfer_bytes_total", count, op=record.op)
+
+
+def countRefused(metrics: Metrics, op: str) -> None:
+    """Count a transfer refused before a byte moved (it has no log line of its own)."""
+    metrics.increment("tcplab_file_transfers_total", op=op, outcome=REFUSED)

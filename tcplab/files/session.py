@@ -30,7 +30,7 @@ from tcplab.files.errors import (
     StorageFailure,
 )
 from tcplab.files.listing import PagedListing, describe, describeEach, readNames
-from tcplab.files.records import OK, REFUSED, TRANSFER_OPS, TransferRecord
+from tcplab.files.records import OK, TRANSFER_OPS, TransferRecord, countRefused
 from tcplab.files.storage import deletePath
 from tcplab.files.transfers import TransferSession
 
@@ -84,9 +84,7 @@ class FileSession(TransferSession):
             self.carryOut(request)
         except (FileServiceError, wire.ProtocolError):
             if request.op in TRANSFER_OPS:
-                self.factory.metrics.increment(
-                    "tcplab_file_transfers_total", op=request.op, outcome=REFUSED
-                )
+                countRefused(self.factory.metrics, request.op)
             raise
 
     def checkPermission(self, request: wire.Request) -> None:

@@ -34,8 +34,8 @@ from tcplab.files.records import (
     FAILED,
     INTERRUPTED,
     OK,
-    REFUSED,
     TransferRecord,
+    countRefused,
     recordTransfer,
 )
 from tcplab.files.storage import Cancellation, Cancelled, Hasher, Upload, hashDescriptorPrefix
@@ -182,7 +182,7 @@ class TransferSession:
             if self.closed or failure.check(Cancelled):
                 return
             self.fail(self.unexpected(failure, "cannot read the file"))
-            self.metricsRefused("get")
+            countRefused(self.factory.metrics, "get")
             self.requestDone()
 
         d.addCallbacks(lambda hasher: self.sendFile(file, header, record, hasher), failed)
@@ -267,7 +267,7 @@ class TransferSession:
                 return
             self.releaseUpload(keep=True)
             self.transfer = None
-            self.metricsRefused("put")
+            countRefused(self.factory.metrics, "put")
             self.fail(self.unexpected(failure, "cannot read the partial upload"))
             self.requestDone()
 
@@ -316,10 +316,6 @@ class TransferSession:
         if not isinstance(error, OSError):
             self.log.failure("{peer}: {what}", failure, peer=self.peer, what=what)
         return StorageFailure(what)
-
-    def metricsRefused(self, op: str) -> None:
-        """Count a transfer refused before a byte moved."""
-        self.factory.metrics.increment("tcplab_file_transfers_total", op=op, outcome=REFUSED)
 
     def fail(self, error: FileServiceError | wire.ProtocolError, close: bool = False) -> None:
         """

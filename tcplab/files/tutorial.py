@@ -43,8 +43,8 @@ from tcplab.files.records import (
     FAILED,
     INTERRUPTED,
     OK,
-    REFUSED,
     TransferRecord,
+    countRefused,
     recordTransfer,
 )
 from tcplab.files.server import FileServerFactory
@@ -246,9 +246,7 @@ class TutorialProtocol(Protocol):
             if record is not None:
                 self.recordTransfer(record, upload.received, FAILED, error.message)
         elif record is not None:
-            self.files.metrics.increment(
-                "tcplab_file_transfers_total", op=record.op, outcome=REFUSED
-            )
+            countRefused(self.files.metrics, record.op)
         self.mode = "closed"
         self.buffer = bytearray()
         self.transport.loseConnection()
