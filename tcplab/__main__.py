@@ -1,6 +1,6 @@
 """``python -m tcplab``: the same as the ``tcplab`` command."""
 
-from tcplab.cli import main
+from tcplab.cli import console
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()

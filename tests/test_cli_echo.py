@@ -223,3 +223,15 @@ def test_stdout_reader_leaving_ends_quietly(interactive: bool) -> None:
             if process.poll() is None:
                 process.kill()
         assert (status, process.stderr.read()) == (0, b"")
+
+
+def test_every_reply_reaches_a_pipe_before_the_quick_exit() -> None:
+    """``tcplab echo`` ends without the interpreter's clean-up (L{tcplab.cli.console}), yet
+    every reply it printed into a pipe arrives, and every ``--time`` note on stderr."""
+    messages = [f"{number:04d}" + "x" * 995 for number in range(300)]
+    with ServerProcess("tcplab-echo") as server:
+        result = runTcplab("echo", f"127.0.0.1:{server.port}", "--time", *messages)
+    assert result.returncode == 0
+    assert result.stdout == "".join(f"{message}\n" for message in messages).encode()
+    notes = result.stderr.decode().splitlines()
+    assert [note.split(":")[0] for note in notes] == [f"[message {n + 1}" for n in range(300)]

@@ -138,6 +138,39 @@ def test_plain_tcp_echo_command_runs_without_pyopenssl(lineEchoPort: int) -> Non
     assert loaded(modules, *HEAVY) == []
 
 
+def test_plain_tcp_echo_command_maps_no_openssl_at_all(lineEchoPort: int) -> None:
+    """``tcplab echo HOST:PORT`` loads neither the stdlib's TLS nor OpenSSL's digests, so
+    libcrypto is never mapped; hashlib still works, on Python's built-in digests."""
+    script = CLIENT + "import hashlib; print(hashlib.sha256(b'x').hexdigest(), file=sys.stderr)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script, "echo", f"127.0.0.1:{lineEchoPort}", "hello"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == "hello\n", done.stderr
+    modulesLine, digest = done.stderr.strip().splitlines()[-2:]
+    assert loaded(set(json.loads(modulesLine)), "_ssl", "_hashlib") == []
+    assert digest == "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+
+
+def test_file_commands_keep_openssl_digests() -> None:
+    """``tcplab get`` hashes whole files: it keeps OpenSSL's SHA-256 (C{_hashlib}) even with
+    TLS left out, while pyOpenSSL and the stdlib's TLS stay out."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        listener.close()  # nobody listens: the command fails to connect, after its imports
+        done = subprocess.run(
+            [sys.executable, "-c", CLIENT, "get", f"127.0.0.1:{port}", "f", "-o", "/dev/null"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    modules = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert "hashlib" in modules and "_hashlib" in modules
+    assert loaded(modules, "OpenSSL", "_ssl") == []
+
+
 @pytest.mark.parametrize(
     "address, options, plain",
     [

@@ -36,6 +36,18 @@ MAX_DELAY = 10.0
 """The longest wait between two retries of a file transfer, in seconds."""
 
 
+STREAMS_ONLY = {"digests": False, "quickExit": True}
+"""
+Defaults for a command that hashes nothing and writes only to stdout and
+stderr (C{echo}, C{chat}): it needs none of OpenSSL's digests
+(L{tcplab.tlsfree.leaveOutOpenSSL}), and once it has returned its status
+and flushed those two streams, the interpreter's clean-up has nothing left
+to save (L{tcplab.cli.console}).  Other commands hash and write files: they
+get OpenSSL's SHA-256 and the full clean-up (C{digests} and C{quickExit} are
+absent from their arguments, which means yes and no).
+"""
+
+
 class LazyCall:
     """
     A function named by module and attribute, imported on its first call:
@@ -181,7 +193,7 @@ def registerEcho(subparsers: Subparsers) -> None:
         help="after the end of input, read what the server still owes plus at most "
         f"BYTES more, then hang up (default {DEFAULT_EOF_LIMIT})",
     )
-    parser.set_defaults(run=LazyCall("tcplab.cli.echo", "run"))
+    parser.set_defaults(run=LazyCall("tcplab.cli.echo", "run"), **STREAMS_ONLY)
 
 
 def registerChat(subparsers: Subparsers) -> None:
@@ -206,7 +218,7 @@ def registerChat(subparsers: Subparsers) -> None:
         help="at the end of input, after /quit, wait this long for the server to close "
         f"before closing ourselves (default {DEFAULT_QUIT_WAIT:g})",
     )
-    parser.set_defaults(run=LazyCall("tcplab.cli.chat", "run"))
+    parser.set_defaults(run=LazyCall("tcplab.cli.chat", "run"), **STREAMS_ONLY)
 
 
 def registerFiles(subparsers: Subparsers) -> None:
