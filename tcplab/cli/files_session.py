@@ -25,6 +25,7 @@ from tcplab.errors import ConnectError, ExitCode, TcplabError
 from tcplab.files import wire
 from tcplab.files.client import ConnectionLostError, FileClient
 from tcplab.files.replies import BUSY, RemoteError, printable
+from tcplab.sending import BULK_READ_SIZE
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -91,7 +92,13 @@ class Session:
     async def connected(self) -> FileClient:
         """The current connection, (re)connecting and logging in if needed."""
         if self.client is None or self.client.disconnected:
-            client = await connect(self.reactor, self.args, forProtocol(FileClient))
+            client = await connect(
+                self.reactor,
+                self.args,
+                forProtocol(FileClient),
+                readSize=BULK_READ_SIZE,
+                writeDirectly=True,
+            )
             assert isinstance(client, FileClient)
             if self.args.user:
                 await client.login(self.args.user, self.password or "")

@@ -119,12 +119,12 @@ class WriteBehind:
         self,
         fd: int,
         work: IBlockingWork,
-        every: int = FLUSH_EVERY,
+        every: int | None = None,
         startWriteback: Callable[[int, int, int], object] | None = None,
     ) -> None:
         self.fd = fd
         self.work = work
-        self.every = every
+        self.every = every or FLUSH_EVERY
         self.startWriteback = startWriteback or _startWriteback()
         # Where the writes start (a resume appends); a range that is off
         # after a restart from zero only starts a harmless write-back.
