@@ -157,8 +157,20 @@ class ProgressBar(Protocol):
         """The transfer is over: take the bar away."""
 
 
+class NoProgress:
+    """No display (with --quiet or off a terminal): tqdm is not even imported."""
+
+    def update(self, n: int) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to take away."""
+
+
 def progressBar(args: argparse.Namespace, name: str, total: int, initial: int) -> ProgressBar:
     """A tqdm bar on a terminal (bytes, rate, ETA); none with --quiet or off a TTY."""
+    if args.quiet or not sys.stderr.isatty():
+        return NoProgress()
     from tqdm import tqdm
 
     return tqdm(
@@ -168,7 +180,6 @@ def progressBar(args: argparse.Namespace, name: str, total: int, initial: int) -
         unit_scale=True,
         unit_divisor=1024,
         desc=printable(name),
-        disable=args.quiet or not sys.stderr.isatty(),
         leave=False,
     )
 

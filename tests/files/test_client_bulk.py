@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -67,3 +69,22 @@ async def test_get_starts_writing_back_as_it_downloads(
     assert all(count >= 100_000 for _, count in ranges)
     assert all(a + n == b for (a, n), (b, _) in pairwise(ranges)), "gaps or overlaps"
     assert ranges[0][0] == 0 and ranges[-1][0] + ranges[-1][1] <= len(data)
+
+
+def test_quiet_commands_load_neither_tqdm_nor_the_server() -> None:
+    """tcplab get/put without a progress bar import neither tqdm nor the file server's modules."""
+    program = (
+        "import argparse, sys\n"
+        "import tcplab.cli.files_get, tcplab.cli.files_put\n"
+        "from tcplab.cli.files_session import progressBar\n"
+        "bar = progressBar(argparse.Namespace(quiet=True), 'x', 10, 0)\n"
+        "bar.update(5)\n"
+        "bar.close()\n"
+        "print(sorted(m for m in ('tqdm', 'tcplab.files.server') if m in sys.modules))\n"
+        "from tcplab.files import FileServerFactory\n"
+        "print(FileServerFactory.__module__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split("\n")[:2] == ["[]", "tcplab.files.server"]
