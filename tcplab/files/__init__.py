@@ -8,7 +8,8 @@ L{Downloaded}, L{Uploaded}), L{SafeRoot}, L{RemoteError},
 L{ChecksumMismatch}.  The wire format is in docs/protocol.md.
 
 The server side, one module per concern: C{wire} (frames and messages,
-pure), C{errors} (domain errors and their wire codes), C{root}
+pure), C{pieces} (the frame stream decoded without copying file data; the
+client uses it too), C{errors} (domain errors and their wire codes), C{root}
 (confinement), C{listing} (entries and paged listings), C{partials}
 (partial files: names, locks, cleanup), C{storage} (uploads, hashing),
 C{work} (blocking jobs off the reactor thread), C{records} (transfer

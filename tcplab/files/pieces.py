@@ -3,8 +3,8 @@ Decoding the frame stream without copying file data, sans I/O.
 
 L{wire.FrameDecoder} hands out whole frame payloads: every byte of a data
 frame is copied into its buffer, then out of it as the payload, then once
-more without the marker byte -- three copies of each gigabyte moved, about a
-fifth of a transfer's CPU time on this machine.  L{PieceDecoder} hands a data
+more without the marker byte -- three copies of each gigabyte moved, 0.15 to
+0.2 s of CPU per GiB on the receiving side here.  L{PieceDecoder} hands a data
 frame's file bytes on as they arrive instead: as C{memoryview} slices of the
 very C{bytes} object the transport read (no copy at all), in as many pieces
 as the reads cut the frame into.  Control messages are still whole C{bytes}
