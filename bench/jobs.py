@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -202,10 +203,24 @@ def refaultMemory(size: int) -> None:
     scratch.unlink()
 
 
+def cpuSeconds(pid: int) -> float:
+    """User plus system CPU seconds a running process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def childrenCpu() -> float:
+    """User plus system CPU seconds of the children reaped so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measureFiles(serverName: str, spec: Any, configName: str, config: Any, logDir: Path) -> Row:
     """
     One 1 GiB transfer (C{config} MiB) through a real client to a file,
-    verified by size and SHA-256 outside the timing.
+    verified by size and SHA-256 outside the timing; with the CPU seconds
+    each side spent on it (the client's start-up included; the server's
+    from just before the client starts), to tell which side bounds it.
     """
     serverCommand, clientCommand, waitForServer = spec
     source, digest = sourceFile(config)
@@ -225,11 +240,19 @@ def measureFiles(serverName: str, spec: Any, configName: str, config: Any, logDi
     port = freePort()
     server = Server.start(serverName, fill(serverCommand, port=port, **values), port, logDir)
     try:
+        serverBefore, childrenBefore = cpuSeconds(server.pid), childrenCpu()
         started = time.monotonic()
         _, clientRss, _ = runClient(fill(clientCommand, port=port, **values), timeout=600)
+        clientCpu = childrenCpu() - childrenBefore
         if waitForServer:  # a raw receiver is done when it exits, not when the sender does
+            beforeWait = childrenCpu()
             server.wait(timeout=600)
-        elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - started
+            # Reaped: its whole life's CPU, less what it had used before.
+            serverCpu = childrenCpu() - beforeWait - serverBefore
+        else:
+            elapsed = time.monotonic() - started
+            serverCpu = cpuSeconds(server.pid) - serverBefore
     finally:
         serverRss = server.stop()
     size = source.stat().st_size
@@ -242,6 +265,8 @@ def measureFiles(serverName: str, spec: Any, configName: str, config: Any, logDi
         "seconds": elapsed,
         "server_rss_mib": serverRss / 1024,
         "client_rss_mib": clientRss / 1024,
+        "server_cpu_s": serverCpu,
+        "client_cpu_s": clientCpu,
     }
 
 
@@ -462,6 +487,11 @@ def jobs(sizeMiB: int, idleConns: int) -> dict[str, Job]:
             lambda name, spec, configName, config, logDir: measureFiles(
                 name, spec[configName], configName, config, logDir
             ),
-            [("server_rss_mib", "server peak RSS MiB"), ("client_rss_mib", "client peak RSS MiB")],
+            [
+                ("server_rss_mib", "server peak RSS MiB"),
+                ("client_rss_mib", "client peak RSS MiB"),
+                ("server_cpu_s", "server CPU s"),
+                ("client_cpu_s", "client CPU s"),
+            ],
         ),
     }

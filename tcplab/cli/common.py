@@ -136,9 +136,15 @@ async def connect(
     reactor: ICommandReactor,
     args: argparse.Namespace,
     factory: IProtocolFactory,
+    readSize: int | None = None,
+    writeDirectly: bool = False,
 ) -> IProtocol:
     """
     Connect to C{args.address} with C{factory} and return the protocol.
+
+    C{readSize} and C{writeDirectly} tune the connection's I/O as the
+    services' settings do (L{tcplab.sending}): a bulk client such as
+    C{tcplab get/put} reads 256 KiB at a time and sends at once.
 
     With C{--trace}, the protocol is wrapped so every chunk is printed on
     stderr; the wrapped (real) protocol is returned all the same.  Over TLS,
@@ -155,6 +161,8 @@ async def connect(
         traceSink=printToStderr if tracing else None,
         hexdump=args.hexdump,
         reactor=reactor,
+        readSize=readSize,
+        writeDirectly=writeDirectly,
     )
     attempt = endpoint.connect(observer)
     attempt.addTimeout(args.timeout, reactor)

@@ -23,6 +23,8 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
+from twisted.internet.interfaces import IReactorThreads
+
 from tcplab.cli.files_session import (
     Session,
     localFileErrors,
@@ -34,8 +36,10 @@ from tcplab.cli.files_session import (
 from tcplab.cli.running import ICommandReactor
 from tcplab.errors import ExitCode, TcplabError
 from tcplab.files.client import ChecksumMismatch, FileClient
+from tcplab.files.download import Progress, WriteBehind
 from tcplab.files.replies import Entry, printable
 from tcplab.files.root import PARTIAL_SUFFIX
+from tcplab.files.work import ThreadedWork
 
 MAX_DEPTH = 256
 """``get -r`` goes no deeper than this many nested directories."""
@@ -210,27 +214,32 @@ async def getFile(session: Session, remote: str, info: Entry, destination: Path)
             file.truncate(0)
         initial = file.seek(0, os.SEEK_END)
         startedAt = initial
+        behind = writeBehind(session.reactor, file.fileno())
 
         async def attempt(client: FileClient) -> None:
             nonlocal startedAt
             startedAt = file.seek(0, os.SEEK_END)
-            await resumeGet(session, client, remote, file, info.size)
+            await resumeGet(session, client, remote, file, info.size, behind)
 
         restarted = False
-        while True:
-            try:
-                await session.retrying(remote, attempt)
-                break
-            except ChecksumMismatch:
-                file.truncate(0)
-                if startedAt == 0 or restarted:
-                    raise
-                say(
-                    f"{printable(remote)}: the partial download did not match; "
-                    "downloading it again"
-                )
-                initial = 0
-                restarted = True
+        try:
+            while True:
+                try:
+                    await session.retrying(remote, attempt)
+                    break
+                except ChecksumMismatch:
+                    file.truncate(0)
+                    if startedAt == 0 or restarted:
+                        raise
+                    say(
+                        f"{printable(remote)}: the partial download did not match; "
+                        "downloading it again"
+                    )
+                    initial = 0
+                    restarted = True
+        finally:
+            if behind is not None:
+                await behind.drain()  # never close the file under a running flush
         size = file.seek(0, os.SEEK_END)
         file.flush()
         os.fsync(file.fileno())
@@ -239,16 +248,41 @@ async def getFile(session: Session, remote: str, info: Entry, destination: Path)
         say(summary(remote, str(destination), size, size - initial, time.monotonic() - began))
 
 
+def writeBehind(reactor: object, fd: int) -> WriteBehind | None:
+    """
+    A L{WriteBehind} flushing C{fd} in C{reactor}'s thread pool while a
+    download writes it (L{None} for a reactor without threads: the final
+    C{fsync} then does it all).
+    """
+    threaded = IReactorThreads(reactor, None)
+    if threaded is None:
+        return None
+    return WriteBehind(fd, ThreadedWork(threaded, maxThreads=1, maxPending=1))
+
+
 async def resumeGet(
-    session: Session, client: FileClient, remote: str, file: BinaryIO, size: int
+    session: Session,
+    client: FileClient,
+    remote: str,
+    file: BinaryIO,
+    size: int,
+    behind: WriteBehind | None = None,
 ) -> None:
     """One download attempt from wherever the partial file ends."""
     offset = file.seek(0, os.SEEK_END)
     if offset and not session.args.quiet:
         say(f"{printable(remote)}: resuming at {offset} bytes")
     bar = progressBar(session.args, remote, size, offset)
+    progress: Progress = bar.update
+    if behind is not None:
+        update, wrote = bar.update, behind.wrote
+
+        def progress(count: int) -> None:
+            update(count)
+            wrote(count)
+
     try:
-        await client.get(remote, file, offset, prefix=file, progress=bar.update)
+        await client.get(remote, file, offset, prefix=file, progress=progress)
     finally:
         bar.close()
 

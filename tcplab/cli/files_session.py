@@ -25,6 +25,7 @@ from tcplab.errors import ConnectError, ExitCode, TcplabError
 from tcplab.files import wire
 from tcplab.files.client import ConnectionLostError, FileClient
 from tcplab.files.replies import BUSY, RemoteError, printable
+from tcplab.sending import BULK_READ_SIZE
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -91,7 +92,13 @@ class Session:
     async def connected(self) -> FileClient:
         """The current connection, (re)connecting and logging in if needed."""
         if self.client is None or self.client.disconnected:
-            client = await connect(self.reactor, self.args, forProtocol(FileClient))
+            client = await connect(
+                self.reactor,
+                self.args,
+                forProtocol(FileClient),
+                readSize=BULK_READ_SIZE,
+                writeDirectly=True,
+            )
             assert isinstance(client, FileClient)
             if self.args.user:
                 await client.login(self.args.user, self.password or "")
@@ -150,8 +157,20 @@ class ProgressBar(Protocol):
         """The transfer is over: take the bar away."""
 
 
+class NoProgress:
+    """No display (with --quiet or off a terminal): tqdm is not even imported."""
+
+    def update(self, n: int) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to take away."""
+
+
 def progressBar(args: argparse.Namespace, name: str, total: int, initial: int) -> ProgressBar:
     """A tqdm bar on a terminal (bytes, rate, ETA); none with --quiet or off a TTY."""
+    if args.quiet or not sys.stderr.isatty():
+        return NoProgress()
     from tqdm import tqdm
 
     return tqdm(
@@ -161,7 +180,6 @@ def progressBar(args: argparse.Namespace, name: str, total: int, initial: int) -
         unit_scale=True,
         unit_divisor=1024,
         desc=printable(name),
-        disable=args.quiet or not sys.stderr.isatty(),
         leave=False,
     )
 

@@ -31,12 +31,13 @@ from collections.abc import Coroutine
 from typing import Any, BinaryIO, TypeVar
 
 from twisted.internet import defer
-from twisted.protocols.basic import Int32StringReceiver
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from tcplab.errors import ProtocolViolation
 from tcplab.files import wire
 from tcplab.files.download import BoundedDownload, Progress
+from tcplab.files.pieces import FrameItem, PieceDecoder
 from tcplab.files.replies import (
     EXIT_CODES,
     ChecksumMismatch,
@@ -58,6 +59,7 @@ from tcplab.files.replies import (
 )
 from tcplab.files.storage import hashPrefix
 from tcplab.files.stream import FrameSender
+from tcplab.sending import BULK_READ_SIZE, setReadSize
 from tcplab.transports import ConnectionTransport
 
 __all__ = [
@@ -84,20 +86,24 @@ class _AnsweredEarly(Exception):
     """The server replied while an upload was still being sent."""
 
 
-class FileClient(Int32StringReceiver):
+class FileClient(Protocol):
     """
     One connection to a file server; one operation at a time.
 
     Each operation returns a L{Deferred}; starting a second one before the
     first has fired fails with L{OperationInProgress}.
 
+    Frames are decoded by a L{PieceDecoder}: a download's data goes to its
+    file and its hash as views of what the transport read, never copied in
+    between, and the transport reads up to L{BULK_READ_SIZE} at a time.
+
     @ivar closed: fires when the connection is gone.
     """
 
-    MAX_LENGTH = wire.MAX_FRAME
     transport: ConnectionTransport  # type: ignore[assignment]
 
     def __init__(self) -> None:
+        self.decoder = PieceDecoder(wire.MAX_FRAME)
         self.closed: defer.Deferred[None] = defer.Deferred()
         self._replies: deque[wire.JSONObject] = deque()
         self._waiter: defer.Deferred[wire.JSONObject] | None = None
@@ -118,12 +124,32 @@ class FileClient(Int32StringReceiver):
 
     # Frames in
 
-    def stringReceived(self, payload: bytes) -> None:
+    def connectionMade(self) -> None:
+        """Read in bulk (a download's data comes in 64 KiB frames, back to back)."""
+        setReadSize(self.transport, BULK_READ_SIZE)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Decode what arrived and route each item, until the connection is given up."""
+        if self._lost is not None:
+            return  # being dropped: what is still in the buffer is not trusted
+        decoder = self.decoder
+        decoder.feed(data)
+        while self._lost is None:
+            try:
+                item = decoder.next()
+            except wire.FrameTooLarge as e:
+                self._fail(MalformedReply(f"the server sent a frame of {e.length} bytes"))
+                return
+            if item is None:
+                return
+            self.frameReceived(item)
+
+    def frameReceived(self, payload: FrameItem) -> None:
         """Route data to the download in progress, replies to whoever waits."""
         if self._lost is not None:
             return  # being dropped: what is still in the buffer is not trusted
-        if payload[:1] == wire.DATA:
-            self._dataReceived(payload[1:])
+        if isinstance(payload, memoryview):
+            self._dataReceived(payload)
             return
         try:
             message = wire.decode(payload)
@@ -145,7 +171,7 @@ class FileClient(Int32StringReceiver):
         if uploading is not None:
             uploading.abort(_AnsweredEarly())
 
-    def _dataReceived(self, chunk: bytes) -> None:
+    def _dataReceived(self, chunk: memoryview) -> None:
         if self._download is None:
             self._fail(MalformedReply("data frame outside a download"))
             return
@@ -153,10 +179,6 @@ class FileClient(Int32StringReceiver):
             self._download.receive(chunk)
         except (MalformedReply, OSError) as e:
             self._fail(e)
-
-    def lengthLimitExceeded(self, length: int) -> None:
-        """The server announced an oversized frame: give up on it."""
-        self._fail(MalformedReply(f"the server sent a frame of {length} bytes"))
 
     def _fail(self, why: Exception) -> None:
         """Drop the connection; whatever waits fails with C{why}."""
@@ -180,7 +202,7 @@ class FileClient(Int32StringReceiver):
     # Requests and replies
 
     def _send(self, message: wire.JSONObject) -> None:
-        self.sendString(wire.encode(message))
+        self.transport.write(wire.frame(wire.encode(message)))
 
     async def _message(self) -> wire.JSONObject:
         """The next control message, whatever it says."""

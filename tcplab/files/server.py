@@ -2,14 +2,15 @@
 The file service's Twisted side: a thin protocol adapter between a
 transport and a L{FileSession}, and the factory holding the server's policy.
 
-L{FileServerProtocol} decodes frames (L{wire.FrameDecoder}) and hands them to
-its session one at a time.  It reads the next request only when the session
-is ready for it and the transport's write buffer has room: it is the
-transport's push producer between downloads (paused when the buffer is
-full), and it pauses the transport's reading while a request is being
-answered, so a client that pipelines requests and never reads holds at most
-one reply and one read's worth of input in the server.  Downloads stream
-with a L{FrameSender}, itself a push producer.
+L{FileServerProtocol} decodes frames (L{PieceDecoder}: an upload's data as
+uncopied views of what was read) and hands them to its session one at a
+time.  It reads the next request only when the session is ready for it and
+the transport's write buffer has room: it is the transport's push producer
+between downloads (paused when the buffer is full), and it pauses the
+transport's reading while a request is being answered, so a client that
+pipelines requests and never reads holds at most one reply and one read's
+worth of input in the server.  Downloads stream with a L{FrameSender},
+itself a push producer.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tcplab.auth import Authenticator
 from tcplab.files import wire
 from tcplab.files.errors import BadRequest, Busy, TooLarge
 from tcplab.files.partials import sweepAbandonedPartials
+from tcplab.files.pieces import PieceDecoder
 from tcplab.files.root import SafeRoot
 from tcplab.files.session import FileSession
 from tcplab.files.storage import Upload
@@ -54,7 +56,7 @@ class FileServerProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """Start a session; become the transport's producer until a download starts."""
-        self.decoder = wire.FrameDecoder()
+        self.decoder = PieceDecoder()
         self.session = FileSession(self.factory, self, describeAddress(self.transport.getPeer()))
         self.outputPaused = False
         self.readingPaused = False
@@ -77,7 +79,7 @@ class FileServerProtocol(Protocol):
         try:
             while self.session.ready and not self.outputPaused:
                 try:
-                    payload = self.decoder.nextFrame()
+                    payload = self.decoder.next()
                 except wire.FrameTooLarge as e:
                     self.session.fail(wire.ProtocolError(wire.TOO_LARGE, str(e)), close=True)
                     return
@@ -103,7 +105,7 @@ class FileServerProtocol(Protocol):
         For the slow-drip timeout: the frame count while the peer owes the
         rest of a frame (not while its next request waits for us).
         """
-        if self.decoder.buffered and self.session.ready:
+        if self.decoder.inFrame and self.session.ready:
             return self.decoder.framesDecoded
         return None
 

@@ -3,7 +3,8 @@ One client's session with the file service: request ordering, permissions
 and the requests that do not move files, without sockets (get and put are
 in L{tcplab.files.transfers}).
 
-A L{FileSession} takes frame payloads (L{FileSession.frameReceived}) and
+A L{FileSession} takes frame payloads and pieces of upload data
+(L{FileSession.frameReceived}, fed by a L{tcplab.files.pieces.PieceDecoder}) and
 answers through a L{FileChannel} (the protocol adapter in
 L{tcplab.files.server}).  It takes one request at a time: while a request is
 being answered -- a login being checked, a resume being hashed off the
@@ -30,6 +31,7 @@ from tcplab.files.errors import (
     StorageFailure,
 )
 from tcplab.files.listing import PagedListing, describe, describeEach, readNames
+from tcplab.files.pieces import FrameItem
 from tcplab.files.records import OK, TRANSFER_OPS, TransferRecord, countRefused
 from tcplab.files.storage import deletePath
 from tcplab.files.transfers import TransferSession
@@ -62,12 +64,12 @@ class FileSession(TransferSession):
 
     # Frames in
 
-    def frameReceived(self, payload: bytes) -> None:
-        """Take one frame: upload data, an upload's digest, or a request."""
+    def frameReceived(self, payload: FrameItem) -> None:
+        """Take one item: upload data (a view), an upload's digest, or a request."""
         try:
             if self.upload is not None:
                 self.uploadFrame(payload)
-            elif payload[:1] == wire.DATA:
+            elif isinstance(payload, memoryview):
                 raise BadRequest("data frame outside an upload")
             else:
                 self.handleRequest(wire.parseRequest(payload))

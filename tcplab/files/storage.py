@@ -76,7 +76,7 @@ class Cancellation:
 class Hasher(Protocol):
     """A running digest (a C{hashlib} object): fed bytes, asked for its hex digest."""
 
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: bytes | memoryview, /) -> None:
         """Feed C{data}."""
 
     def hexdigest(self) -> str:
@@ -249,7 +249,7 @@ class Upload:
         """Whether every announced byte has arrived."""
         return self.received == self.size
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         """
         Append a chunk.
 

@@ -30,6 +30,7 @@ from tcplab.files.errors import (
     wireError,
 )
 from tcplab.files.listing import PagedListing
+from tcplab.files.pieces import FrameItem
 from tcplab.files.records import (
     FAILED,
     INTERRUPTED,
@@ -273,12 +274,12 @@ class TransferSession:
 
         d.addCallbacks(hashed, failed)
 
-    def uploadFrame(self, payload: bytes) -> None:
-        """Data for the upload in progress, or its closing digest."""
+    def uploadFrame(self, payload: FrameItem) -> None:
+        """Data for the upload in progress (a piece of a data frame), or its closing digest."""
         upload, record = self.upload, self.transfer
         assert upload is not None and record is not None
-        if payload[:1] == wire.DATA:
-            upload.write(payload[1:])
+        if isinstance(payload, memoryview):
+            upload.write(payload)
             return
         if not upload.complete:
             raise BadRequest(f"upload ended after {upload.received} of {upload.size} bytes")
