@@ -66,6 +66,7 @@ def run(clients: int, senders: int, window: int, rounds: int) -> dict[str, float
         protocol.joinDefault(False)
         protocols.append(protocol)
     clock.advance(0)  # flush the greetings
+    before = sum(protocol.transport.written for protocol in protocols)
     talkers = protocols[:senders]
     lines = [f"line {n} from the benchmark".encode() for n in range(window)]
     start = time.process_time()
@@ -76,6 +77,18 @@ def run(clients: int, senders: int, window: int, rounds: int) -> dict[str, float
         clock.advance(0)
     cpu = time.process_time() - start
     deliveries = rounds * senders * window * (clients - 1)
+    written = sum(protocol.transport.written for protocol in protocols) - before
+    expected = (
+        rounds
+        * (clients - 1)
+        * sum(
+            len(f"<{factory.hub.nickOf(talker)}> ".encode()) * window
+            + sum(len(line) + 2 for line in lines)
+            for talker in talkers
+        )
+    )
+    if written != expected:
+        raise SystemExit(f"fan-out lost or duplicated bytes: {written} written, {expected} due")
     return {
         "deliveries": deliveries,
         "cpu_s": round(cpu, 3),

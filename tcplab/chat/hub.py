@@ -37,6 +37,8 @@ from tcplab.chat.events import (
     Notice,
     PrivateMessage,
 )
+from tcplab.chat.fanout import RoomFeed
+from tcplab.interfaces import IRoomBatchMember
 
 __all__ = ["ChatError", "ChatEvent", "ChatHub", "ChatParticipant", "Room"]
 
@@ -63,19 +65,64 @@ class ChatParticipant(Protocol):
 
 @dataclass(eq=False)
 class Room:
-    """A room: its members, in joining order, and its recent messages."""
+    """
+    A room: its members, in joining order, and its recent messages.
+
+    Members that take broadcasts in batches (L{IRoomBatchMember}) hear them
+    through the room's L{RoomFeed}, once per reactor iteration; the others,
+    the C{listeners}, get one C{receive} per broadcast.
+    """
 
     name: str
     historySize: int
     members: dict[ChatParticipant, None] = field(default_factory=dict)
+    listeners: dict[ChatParticipant, None] = field(default_factory=dict)
+    """The members that take one C{receive} per broadcast (not the feed)."""
+    feed: RoomFeed | None = None
+    """Made when the first member that takes batches joins."""
     history: deque[ChatEvent] = field(init=False)
 
     def __post_init__(self) -> None:
         self.history = deque(maxlen=self.historySize)
 
+    def add(self, participant: ChatParticipant) -> None:
+        """A member joins (after its arrival was announced): it hears what is said from now on."""
+        self.members[participant] = None
+        if IRoomBatchMember.providedBy(participant):
+            batch = participant.writeBatch
+            if self.feed is None:
+                self.feed = RoomFeed(batch, self.members, self.listeners)
+            if batch is self.feed.batch:
+                self.feed.join(participant)
+                return
+        self.listeners[participant] = None
+
+    def remove(self, participant: ChatParticipant) -> None:
+        """A member leaves, with what was said while it was here."""
+        if participant not in self.members:
+            return
+        del self.members[participant]
+        if participant in self.listeners:
+            del self.listeners[participant]
+        elif self.feed is not None:
+            self.feed.leave(participant)
+
+    def catchUp(self, participant: ChatParticipant) -> None:
+        """Queue for a batch member the lines said so far this iteration (see L{RoomFeed})."""
+        feed = self.feed
+        if feed is not None and feed.lines and participant not in self.listeners:
+            feed.catchUp(participant)
+
     def broadcast(self, delivery: Delivery, exclude: ChatParticipant | None = None) -> None:
-        """Hand C{delivery} (one object for all) to every member but C{exclude}."""
-        for participant in self.members:
+        """
+        Hand C{delivery} (one object for all) to every member but C{exclude}:
+        recorded once in the feed for the batch members, handed to each
+        listener.
+        """
+        feed = self.feed
+        if feed is not None and feed.size:
+            feed.record(delivery, exclude)
+        for participant in self.listeners:
             if participant is not exclude:
                 participant.receive(delivery)
 
@@ -185,7 +232,7 @@ class ChatHub:
         self._leaveRoom(member, f"joined {name}")
         event = ChatEvent("join", name, member.nick, "", self.clock())
         self._announceArrivalOrDeparture(room, event)
-        room.members[participant] = None
+        room.add(participant)
         self._emptySince.pop(name, None)
         member.room = room
         if withHistory and self.historySize:
@@ -199,7 +246,7 @@ class ChatHub:
         room = member.room
         if room is None:
             return
-        room.members.pop(member.participant, None)
+        room.remove(member.participant)
         member.room = None
         event = ChatEvent("leave", room.name, member.nick, reason, self.clock())
         self._announceArrivalOrDeparture(room, event)
@@ -310,6 +357,17 @@ class ChatHub:
         if self.historySize:
             room.history.append(event)
         self._emit(event)
+
+    def catchUp(self, participant: ChatParticipant) -> None:
+        """
+        Queue for a participant that takes its room's broadcasts in batches
+        (L{IRoomBatchMember}) what its room said so far this reactor
+        iteration.  Such a participant calls this before it queues a line of
+        its own, so the line comes after what the room said before it.
+        """
+        member = self._members.get(participant)
+        if member is not None and member.room is not None:
+            member.room.catchUp(participant)
 
     # Looking around
 
