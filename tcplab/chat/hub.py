@@ -20,25 +20,21 @@ Embedding API (see the README for a bot)::
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count
-from typing import Protocol
 
 from twisted.logger import Logger
 
 from tcplab.chat import names, wire
 from tcplab.chat.events import (
     ChatEvent,
-    Delivery,
     EventKind,
     HistoryReplay,
     Notice,
     PrivateMessage,
 )
-from tcplab.chat.fanout import RoomFeed
-from tcplab.interfaces import IRoomBatchMember
+from tcplab.chat.room import ChatParticipant, Room
 
 __all__ = ["ChatError", "ChatEvent", "ChatHub", "ChatParticipant", "Room"]
 
@@ -56,77 +52,6 @@ class ChatError(Exception):
     """A request the hub refuses; the message is shown to the user."""
 
 
-class ChatParticipant(Protocol):
-    """What the hub needs of a participant: somewhere to hand what it hears."""
-
-    def receive(self, delivery: Delivery) -> None:
-        """Take one event, private message, notice or history replay."""
-
-
-@dataclass(eq=False)
-class Room:
-    """
-    A room: its members, in joining order, and its recent messages.
-
-    Members that take broadcasts in batches (L{IRoomBatchMember}) hear them
-    through the room's L{RoomFeed}, once per reactor iteration; the others,
-    the C{listeners}, get one C{receive} per broadcast.
-    """
-
-    name: str
-    historySize: int
-    members: dict[ChatParticipant, None] = field(default_factory=dict)
-    listeners: dict[ChatParticipant, None] = field(default_factory=dict)
-    """The members that take one C{receive} per broadcast (not the feed)."""
-    feed: RoomFeed | None = None
-    """Made when the first member that takes batches joins."""
-    history: deque[ChatEvent] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.history = deque(maxlen=self.historySize)
-
-    def add(self, participant: ChatParticipant) -> None:
-        """A member joins (after its arrival was announced): it hears what is said from now on."""
-        self.members[participant] = None
-        if IRoomBatchMember.providedBy(participant):
-            batch = participant.writeBatch
-            if self.feed is None:
-                self.feed = RoomFeed(batch, self.members, self.listeners)
-            if batch is self.feed.batch:
-                self.feed.join(participant)
-                return
-        self.listeners[participant] = None
-
-    def remove(self, participant: ChatParticipant) -> None:
-        """A member leaves, with what was said while it was here."""
-        if participant not in self.members:
-            return
-        del self.members[participant]
-        if participant in self.listeners:
-            del self.listeners[participant]
-        elif self.feed is not None:
-            self.feed.leave(participant)
-
-    def catchUp(self, participant: ChatParticipant) -> None:
-        """Queue for a batch member the lines said so far this iteration (see L{RoomFeed})."""
-        feed = self.feed
-        if feed is not None and feed.lines and participant not in self.listeners:
-            feed.catchUp(participant)
-
-    def broadcast(self, delivery: Delivery, exclude: ChatParticipant | None = None) -> None:
-        """
-        Hand C{delivery} (one object for all) to every member but C{exclude}:
-        recorded once in the feed for the batch members, handed to each
-        listener.
-        """
-        feed = self.feed
-        if feed is not None and feed.size:
-            feed.record(delivery, exclude)
-        for participant in self.listeners:
-            if participant is not exclude:
-                participant.receive(delivery)
-
-
 @dataclass(slots=True, eq=False)
 class Member:
     """The hub's record of one participant."""
@@ -135,8 +60,12 @@ class Member:
     nick: str
     key: str
     """L{names.nickKey} of the nickname: what uniqueness is decided on."""
-    skeleton: str
-    """L{names.skeleton} of the nickname: what look-alikes are caught with."""
+    skeleton: str | None
+    """
+    L{names.skeleton} of the nickname: what look-alikes are caught with;
+    L{None} for a guest whose skeleton is worked out from its nickname
+    (L{names.GuestSkeletons}), which is then in no skeleton table.
+    """
     room: Room | None = None
 
 
@@ -186,6 +115,7 @@ class ChatHub:
         """Empty rooms with history, oldest first, with when they emptied."""
         self._observers: list[Callable[[ChatEvent], None]] = []
         self._guestNumbers = count(1)
+        self._guestSkeletons = names.GuestSkeletons(self.guestPrefix)
 
     # Membership
 
@@ -194,12 +124,18 @@ class ChatHub:
         while True:
             nick = f"{self.guestPrefix}{next(self._guestNumbers)}"
             skeleton = names.skeleton(nick)
-            if nick not in self._nicks and skeleton not in self._skeletons:
+            if (
+                nick not in self._nicks
+                and skeleton not in self._skeletons
+                and self._guestLookingLike(skeleton) is None
+            ):
                 break
-        member = Member(participant, nick, nick, skeleton)
+        derived = self._guests().derived(nick) == skeleton
+        member = Member(participant, nick, nick, None if derived else skeleton)
         self._members[participant] = member
         self._nicks[nick] = member
-        self._skeletons[skeleton] = member
+        if not derived:
+            self._skeletons[skeleton] = member
         return nick
 
     def disconnect(self, participant: ChatParticipant, reason: str) -> None:
@@ -210,7 +146,7 @@ class ChatHub:
         self._leaveRoom(member, wire.sanitize(reason))
         if self._nicks.get(member.key) is member:
             del self._nicks[member.key]
-        if self._skeletons.get(member.skeleton) is member:
+        if member.skeleton is not None and self._skeletons.get(member.skeleton) is member:
             del self._skeletons[member.skeleton]
 
     def join(self, participant: ChatParticipant, roomName: str, withHistory: bool = True) -> str:
@@ -282,7 +218,7 @@ class ChatHub:
         if old == shown:
             return shown
         del self._nicks[member.key]
-        if self._skeletons.get(member.skeleton) is member:
+        if member.skeleton is not None and self._skeletons.get(member.skeleton) is member:
             del self._skeletons[member.skeleton]
         key = names.nickKey(shown)
         member.nick, member.key = shown, shown if key == shown else key
@@ -300,7 +236,27 @@ class ChatHub:
 
     def holderOf(self, nick: str) -> Member | None:
         """Who holds C{nick}, or a nickname that looks like it; L{None} if nobody."""
-        return self._nicks.get(names.nickKey(nick)) or self._skeletons.get(names.skeleton(nick))
+        holder = self._nicks.get(names.nickKey(nick))
+        if holder is not None:
+            return holder
+        shape = names.skeleton(nick)
+        return self._skeletons.get(shape) or self._guestLookingLike(shape)
+
+    def _guests(self) -> names.GuestSkeletons:
+        """The guest skeletons for the current L{guestPrefix} (a cluster node sets its own)."""
+        if self._guestSkeletons.prefix != self.guestPrefix:
+            self._guestSkeletons = names.GuestSkeletons(self.guestPrefix)
+        return self._guestSkeletons
+
+    def _guestLookingLike(self, shape: str) -> Member | None:
+        """The guest whose worked-out skeleton is C{shape}, if one is connected."""
+        guestNick = self._guests().nickFor(shape)
+        if guestNick is None:
+            return None
+        guest = self._nicks.get(guestNick)
+        if guest is None or guest.skeleton is not None or guest.nick != guestNick:
+            return None
+        return guest
 
     # Talking
 
