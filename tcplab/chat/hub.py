@@ -7,7 +7,10 @@ It emits typed events (L{tcplab.chat.events}): one L{ChatEvent} object per
 happening, handed to every member of the room concerned and to observers.
 A participant is anything with a C{receive(delivery)} method -- the line
 protocol renders what it receives as bytes; tests and other programs drive
-the hub with plain objects.
+the hub with plain objects.  A participant that declares
+L{tcplab.interfaces.IRoomBatchMember} hears its room's broadcasts through
+the room's feed instead (L{tcplab.chat.fanout}): recorded once per line,
+handed out once per reactor iteration.
 
 Embedding API (see the README for a bot)::
 

@@ -47,7 +47,13 @@ class Room:
         self.history = deque(maxlen=self.historySize)
 
     def add(self, participant: ChatParticipant) -> None:
-        """A member joins (after its arrival was announced): it hears what is said from now on."""
+        """
+        A member joins (after its arrival was announced): it hears what is
+        said from now on.  The feed sends through the batch of the first
+        member that took it; a batch member of another batch (a second
+        factory on the same hub) is served as a listener, correct but
+        without the fast path.
+        """
         self.members[participant] = None
         if IRoomBatchMember.providedBy(participant):
             batch = participant.writeBatch
