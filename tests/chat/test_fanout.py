@@ -228,3 +228,21 @@ def test_batches_match_per_line_delivery(plan: list[tuple[str, int, int]]) -> No
     perLine = Chat(floodRate=0)
     perLine.factory = PerLineFactory(perLine.hub, reactor=perLine.clock, floodRate=0)
     assert play(batched, plan) == play(perLine, plan)
+
+
+def test_members_of_a_second_factory_on_the_same_hub_hear_everything() -> None:
+    """Connections of two factories sharing a hub all hear the room, in order."""
+    first = Chat(floodRate=0)
+    second = Chat(hub=first.hub, floodRate=0)
+    (alice,) = first.joined("alice")
+    (bob,) = second.joined("bob")
+    (carol,) = first.joined("carol")
+    room = first.hub._rooms["#lobby"]
+    assert list(room.listeners) == [bob.protocol]
+    inOneIteration(alice, "one")
+    inOneIteration(bob, "two")
+    inOneIteration(carol, "/who")
+    second.flush()
+    assert bob.lines() == ["*** carol joined #lobby", "<alice> one"]
+    assert carol.lines() == ["<alice> one", "<bob> two", "*** in #lobby: alice, bob, carol"]
+    assert alice.lines() == ["*** bob joined #lobby", "*** carol joined #lobby", "<bob> two"]
