@@ -106,9 +106,9 @@ class RoomFeed:
     @staticmethod
     def _share(member: object, start: int, lines: list[bytes], excluded: list[object]) -> bytes:
         """The lines from C{start} on that C{member} hears, joined."""
-        return b"".join(
-            lines[index] for index in range(start, len(lines)) if excluded[index] is not member
-        )
+        if start:
+            lines, excluded = lines[start:], excluded[start:]
+        return b"".join([line for line, who in zip(lines, excluded) if who is not member])
 
     def flush(self) -> None:
         """
