@@ -4,11 +4,13 @@ In-process chat fan-out microbenchmark: CPU time per delivered line.
 The socket benchmarks (C{python -m bench chat}) measure wall-clock rates on a
 machine other work shares, where one run can differ from the next by half.
 This one runs the chat service's own fan-out path -- C{lineReceived},
-flood control, the hub's broadcast, rendering, L{tcplab.sending.WriteBatch}
-and each connection's C{send} -- against transports that only count bytes,
-and reports process CPU time per delivery, which other load disturbs far
-less.  Use it for A/B comparisons of the hot path (put the other tree first
-on C{PYTHONPATH})::
+flood control, the hub's broadcast, the room's feed (L{tcplab.chat.fanout}),
+rendering, L{tcplab.sending.WriteBatch} and each connection's C{send} --
+against transports that only count bytes, checks that every byte due was
+written, and reports process CPU time per delivery, which other load
+disturbs far less.  Use it for A/B comparisons of the hot path, run from the
+other tree's directory with that tree first on C{PYTHONPATH} (C{python -m}
+puts the current directory first)::
 
     .venv/bin/python -m bench.fanout --clients 1000 --senders 10 --rounds 200
 """

@@ -1,8 +1,9 @@
 """
 The chat's Twisted side: a thin line protocol over L{ChatHub}.
 
-L{ChatProtocol} turns lines into hub calls, renders what the hub delivers
-(L{tcplab.chat.wire.Renderer}, once per event for a whole room) and enforces
+L{ChatProtocol} turns lines into hub calls, takes its room's broadcasts
+once per reactor iteration (L{tcplab.chat.fanout}: rendered once for the
+whole room), renders what is addressed to it alone and enforces
 the per-connection safety rules: the line length limit (an over-long line
 is refused, the connection stays), flood control (a token bucket that every
 line received spends; persistent flooders are disconnected) and a bound on
@@ -25,10 +26,9 @@ from tcplab.addresses import describeAddress
 from tcplab.auth import Authenticator, LoginFailed
 from tcplab.chat import commands, names, wire
 from tcplab.chat.events import Delivery
-from tcplab.chat.fanout import IRoomBatchMember
 from tcplab.chat.flood import TokenBucket
 from tcplab.chat.hub import ChatError, ChatHub
-from tcplab.interfaces import IGracefulStop, IRefusalFormat
+from tcplab.interfaces import IGracefulStop, IRefusalFormat, IRoomBatchMember
 from tcplab.lines import LineProtocol
 from tcplab.metrics import Metrics
 from tcplab.reactors import defaultReactor
