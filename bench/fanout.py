@@ -4,11 +4,13 @@ In-process chat fan-out microbenchmark: CPU time per delivered line.
 The socket benchmarks (C{python -m bench chat}) measure wall-clock rates on a
 machine other work shares, where one run can differ from the next by half.
 This one runs the chat service's own fan-out path -- C{lineReceived},
-flood control, the hub's broadcast, rendering, L{tcplab.sending.WriteBatch}
-and each connection's C{send} -- against transports that only count bytes,
-and reports process CPU time per delivery, which other load disturbs far
-less.  Use it for A/B comparisons of the hot path (put the other tree first
-on C{PYTHONPATH})::
+flood control, the hub's broadcast, the room's feed (L{tcplab.chat.fanout}),
+rendering, L{tcplab.sending.WriteBatch} and each connection's C{send} --
+against transports that only count bytes, checks that every byte due was
+written, and reports process CPU time per delivery, which other load
+disturbs far less.  Use it for A/B comparisons of the hot path, run from the
+other tree's directory with that tree first on C{PYTHONPATH} (C{python -m}
+puts the current directory first)::
 
     .venv/bin/python -m bench.fanout --clients 1000 --senders 10 --rounds 200
 """
@@ -66,6 +68,7 @@ def run(clients: int, senders: int, window: int, rounds: int) -> dict[str, float
         protocol.joinDefault(False)
         protocols.append(protocol)
     clock.advance(0)  # flush the greetings
+    before = sum(protocol.transport.written for protocol in protocols)
     talkers = protocols[:senders]
     lines = [f"line {n} from the benchmark".encode() for n in range(window)]
     start = time.process_time()
@@ -73,9 +76,21 @@ def run(clients: int, senders: int, window: int, rounds: int) -> dict[str, float
         for talker in talkers:
             for line in lines:
                 talker.lineReceived(line)
-        clock.advance(0)
+        clock.advance(0.001)  # flood control's tokens come back (100 a round): any --rounds
     cpu = time.process_time() - start
     deliveries = rounds * senders * window * (clients - 1)
+    written = sum(protocol.transport.written for protocol in protocols) - before
+    expected = (
+        rounds
+        * (clients - 1)
+        * sum(
+            len(f"<{factory.hub.nickOf(talker)}> ".encode()) * window
+            + sum(len(line) + 2 for line in lines)
+            for talker in talkers
+        )
+    )
+    if written != expected:
+        raise SystemExit(f"fan-out lost or duplicated bytes: {written} written, {expected} due")
     return {
         "deliveries": deliveries,
         "cpu_s": round(cpu, 3),

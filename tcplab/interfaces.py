@@ -61,3 +61,19 @@ class IBindingService(Interface):
 
     def release() -> object:
         """Stop listening or cancel the attempt; may return a Deferred."""
+
+
+class IRoomBatchMember(Interface):
+    """
+    A hub participant that takes its room's broadcasts as bytes, once per
+    reactor iteration (see L{tcplab.chat.fanout.RoomFeed}), instead of one C{receive} per line.
+
+    It still gets C{receive} for what is addressed to it alone, and before
+    it queues any line of its own (a reply) it calls the hub's C{catchUp}:
+    that is what keeps the room's earlier lines in front of it.
+    """
+
+    writeBatch = Attribute("The L{tcplab.sending.WriteBatch} the member's output goes through.")
+
+    def send(data: bytes) -> None:
+        """Write C{data} out now (the batch calls this once per iteration)."""

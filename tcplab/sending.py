@@ -19,7 +19,7 @@ Sending at once suits a protocol that answers each read with one write.  A
 fan-out — one chat line to a thousand clients, several lines per reactor
 iteration — wants the opposite: gather each client's lines and send them
 together, and send a line heard by many as one buffer shared by all:
-L{WriteBatch} and L{BatchedWriter}.
+L{WriteBatch}.
 """
 
 from __future__ import annotations
@@ -119,146 +119,98 @@ def setNoDelay(transport: Any) -> None:
 
 
 class OutputSink(Protocol):
-    """Where a L{BatchedWriter} sends its gathered output (the connection's protocol)."""
+    """Where a L{WriteBatch} sends a connection's gathered output (the connection's protocol)."""
 
     def send(self, data: bytes) -> None:
         """Write C{data} out now."""
 
 
+class BatchFlusher(Protocol):
+    """Something that hands its gathered output to a L{WriteBatch} when it runs (a chat room)."""
+
+    def flush(self) -> None:
+        """Deliver everything gathered since the last flush (through L{WriteBatch.deliver})."""
+
+
 class WriteBatch:
     """
     The output of many connections for one reactor iteration, sent after
-    it as one write per connection (see L{BatchedWriter}).
+    it as one write per connection.
 
-    A chat room's broadcast hands the same line to every member.  Keeping a
-    list per member would cost memory in proportion to members times lines
-    while the iteration runs, and joining each member's lines a copy per
-    member.  Instead every line delivered during the iteration is appended
-    once to L{lines}, and a member whose pending output is a contiguous run
-    of it records just where the run starts and ends.  Members with the
-    same run -- everyone who heard the same broadcasts -- share one joined
-    buffer.  A member whose output is not such a run (it was left out of a
-    broadcast, or heard something only it was sent) keeps its own list.
+    A connection's lines (L{deliver}) wait in the batch only while the
+    connection has output pending, so an idle connection costs the batch
+    nothing; a connection with one buffer pending (the common case: its
+    room's share) keeps just that buffer, no list, so a round of a thousand
+    members allocates no container per member (fewer garbage-collector
+    passes, which show up in the tail latency).
+
+    A chat room's broadcasts do not come through here line by line: the
+    room records each line once and, when the batch runs, hands every
+    member its share as one buffer (L{addFlusher}) -- one buffer shared by
+    every member that heard the same lines.  After the flushers, each
+    connection with output gets one C{send}.
     """
 
     log = Logger()
 
     def __init__(self, reactor: IReactorTime) -> None:
         self.reactor = reactor
-        self.lines: list[bytes] = []
-        """Everything delivered during this iteration, each line once."""
-        self.due: list[BatchedWriter] = []
-        """The writers with output to send after this iteration."""
+        self.pending: dict[OutputSink, bytes | list[bytes]] = {}
+        """
+        The connections with output to send after this iteration, and that
+        output: one buffer, or a list of them once there are several.
+        """
+        self.flushers: list[BatchFlusher] = []
+        """What hands over its output when the batch runs, before the sends."""
         self.call: IDelayedCall | None = None
 
-    def add(self, data: bytes) -> int:
-        """Record C{data} (once, if delivered to several in a row); its index."""
-        lines = self.lines
-        if not lines or lines[-1] is not data:
-            lines.append(data)
-        return len(lines) - 1
+    def deliver(self, sink: OutputSink, data: bytes) -> None:
+        """Send C{data} to C{sink} after this reactor iteration, with the rest of its output."""
+        pending = self.pending
+        output = pending.get(sink)
+        if output is None:
+            pending[sink] = data
+            if self.call is None:
+                self.call = self.reactor.callLater(0, self.run)
+        elif isinstance(output, list):
+            output.append(data)
+        else:
+            pending[sink] = [output, data]
 
-    def schedule(self, writer: BatchedWriter) -> None:
-        """Have C{writer} send its output after this iteration."""
-        self.due.append(writer)
+    def addFlusher(self, flusher: BatchFlusher) -> None:
+        """Have C{flusher} hand over its output when the batch runs (once per call)."""
+        self.flushers.append(flusher)
         if self.call is None:
             self.call = self.reactor.callLater(0, self.run)
 
     def run(self) -> None:
         """
-        Send every due writer its output.  All of it is taken first, so
-        anything delivered while sending (a disconnect's notice, say) goes
-        to the next batch, not into this one's bookkeeping.
+        Let the flushers deliver, then send every connection its output.  All
+        of it is taken first, so anything delivered while sending (a
+        disconnect's notice, say) goes to the next batch.
         """
+        flushers, self.flushers = self.flushers, []
+        for flusher in flushers:
+            try:
+                flusher.flush()
+            except Exception:
+                self.log.failure("handing over batched output failed")
         self.call = None
-        due, self.due = self.due, []
-        lines, self.lines = self.lines, []
-        shared: dict[tuple[int, int], bytes] = {}
-        outgoing = [(writer.sink, writer.takeOutput(lines, shared)) for writer in due]
-        for sink, data in outgoing:
-            if data:
-                try:
-                    sink.send(data)
-                except Exception:
-                    self.log.failure("sending batched output failed")
+        if self.flushers:  # one recorded more while flushing: it runs next time
+            self.call = self.reactor.callLater(0, self.run)
+        pending, self.pending = self.pending, {}
+        for sink, output in pending.items():
+            try:
+                sink.send(b"".join(output) if isinstance(output, list) else output)
+            except Exception:
+                self.log.failure("sending batched output failed")
 
+    def flushNow(self, sink: OutputSink) -> None:
+        """Send C{sink}'s pending output at once (before closing, say)."""
+        output = self.pending.pop(sink, None)
+        if output:
+            sink.send(b"".join(output) if isinstance(output, list) else output)
 
-class BatchedWriter:
-    """
-    The output of one connection that is delivered many small writes per
-    reactor iteration (a chat fan-out): L{deliver} gathers them in a shared
-    L{WriteBatch}, and after the iteration the connection's C{send} gets
-    them as one buffer -- one system call instead of one per line.
-
-    The protocol owns one (made when it connects) and is its sink: it says
-    how to send.  (A sink object, not a bound method: that would cost every
-    idle connection another object.)
-    """
-
-    __slots__ = ("_ownOutput", "_runEnd", "_runStart", "batch", "sink")  # one per connection
-
-    def __init__(self, batch: WriteBatch, sink: OutputSink) -> None:
-        self.batch = batch
-        self.sink = sink
-        self._runStart = -1
-        """Where this writer's pending run starts in the batch's lines (or -1)."""
-        self._runEnd = -1
-        """Where it ends (exclusive)."""
-        self._ownOutput: list[bytes] | None = None
-        """Pending output that is not a single run of the batch's lines."""
-
-    def deliver(self, data: bytes) -> None:
-        """Send C{data} after this reactor iteration, with everything else due then."""
-        own = self._ownOutput
-        if own is not None:
-            own.append(data)
-            return
-        # WriteBatch.add inlined: this runs once per member per line, and a
-        # call is a good part of its cost.
-        batch = self.batch
-        lines = batch.lines
-        if not lines or lines[-1] is not data:
-            lines.append(data)
-        index = len(lines) - 1
-        start = self._runStart
-        if start < 0:
-            self._runStart, self._runEnd = index, index + 1
-            batch.schedule(self)
-        elif self._runEnd == index:
-            self._runEnd = index + 1
-        else:
-            self._ownOutput = [*lines[start : self._runEnd], data]
-            self._runStart = self._runEnd = -1
-
-    def takeOutput(self, lines: list[bytes], shared: dict[tuple[int, int], bytes]) -> bytes:
-        """
-        Take this writer's pending output as one buffer (b"" if none);
-        C{shared} holds the runs already joined for other writers.
-        """
-        own = self._ownOutput
-        if own is not None:
-            self._ownOutput = None
-            return b"".join(own)
-        start = self._runStart
-        if start < 0:
-            return b""
-        end = self._runEnd
-        self._runStart = self._runEnd = -1
-        if end - start == 1:
-            return lines[start]
-        run = (start, end)
-        data = shared.get(run)
-        if data is None:
-            data = shared[run] = b"".join(lines[start:end])
-        return data
-
-    def flushNow(self) -> None:
-        """Send the pending output at once (before closing, say)."""
-        data = self.takeOutput(self.batch.lines, {})
-        if data:
-            self.sink.send(data)
-
-    def discard(self) -> None:
-        """Forget the pending output (the connection is gone)."""
-        self._ownOutput = None
-        self._runStart = self._runEnd = -1
+    def discard(self, sink: OutputSink) -> None:
+        """Forget C{sink}'s pending output (the connection is gone)."""
+        self.pending.pop(sink, None)

@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from tcplab.observe import ConnectionObserver
-from tcplab.sending import TWISTED_INTERNALS, BatchedWriter, WriteBatch, canWriteDirectly
+from tcplab.sending import TWISTED_INTERNALS, WriteBatch, canWriteDirectly
 from tests.support import Loopback, waitUntil
 
 
@@ -110,30 +110,30 @@ def test_other_transports_use_their_own_write() -> None:
 
 
 class RecordingWriter:
-    """A connection's batched output whose sends are recorded."""
+    """A connection whose batched sends are recorded."""
 
     def __init__(self, batch: WriteBatch) -> None:
         self.sends: list[bytes] = []
         self.delivered: list[bytes] = []
-        self.output = BatchedWriter(batch, self)
+        self.batch = batch
 
     def send(self, data: bytes) -> None:
         """Record one send."""
         self.sends.append(data)
 
     def deliver(self, data: bytes) -> None:
-        self.output.deliver(data)
+        self.batch.deliver(self, data)
 
     def flushNow(self) -> None:
-        self.output.flushNow()
+        self.batch.flushNow(self)
 
     def deliverRecorded(self, data: bytes) -> None:
         self.delivered.append(data)
         self.deliver(data)
 
 
-def test_batch_one_shared_send_per_writer_per_iteration() -> None:
-    """Writers that heard the same lines get one send each, of one shared buffer."""
+def test_batch_one_send_per_writer_per_iteration() -> None:
+    """A writer's lines of one iteration go out as one send, after the iteration."""
     clock = Clock()
     batch = WriteBatch(clock)
     writers = [RecordingWriter(batch) for _ in range(3)]
@@ -143,7 +143,41 @@ def test_batch_one_shared_send_per_writer_per_iteration() -> None:
     assert all(writer.sends == [] for writer in writers)
     clock.advance(0)
     assert [writer.sends for writer in writers] == [[b"a\r\nb\r\n"]] * 3
-    assert writers[0].sends[0] is writers[1].sends[0] is writers[2].sends[0]
+    assert batch.pending == {}
+
+
+class SharingFlusher:
+    """A flusher that hands one buffer to every writer, after what they already have."""
+
+    def __init__(self, batch: WriteBatch, writers: list[RecordingWriter]) -> None:
+        self.batch = batch
+        self.writers = writers
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        shared = b"room\r\n"
+        for writer in self.writers:
+            self.batch.deliver(writer, shared)
+
+
+def test_batch_flushers_run_once_before_the_sends() -> None:
+    """
+    A flusher hands over its output once when the batch runs, after each
+    writer's earlier lines; a buffer it shares is sent as is.
+    """
+    clock = Clock()
+    batch = WriteBatch(clock)
+    writers = [RecordingWriter(batch) for _ in range(3)]
+    flusher = SharingFlusher(batch, writers)
+    batch.addFlusher(flusher)
+    writers[0].deliver(b"own\r\n")
+    clock.advance(0)
+    assert flusher.flushes == 1
+    assert [writer.sends for writer in writers] == [[b"own\r\nroom\r\n"]] + [[b"room\r\n"]] * 2
+    assert writers[1].sends[0] is writers[2].sends[0]
+    clock.advance(0)
+    assert flusher.flushes == 1 and batch.flushers == [] and batch.call is None
 
 
 # One step: ("broadcast", excluded writer or -1) or ("direct", writer) or

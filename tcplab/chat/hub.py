@@ -7,7 +7,10 @@ It emits typed events (L{tcplab.chat.events}): one L{ChatEvent} object per
 happening, handed to every member of the room concerned and to observers.
 A participant is anything with a C{receive(delivery)} method -- the line
 protocol renders what it receives as bytes; tests and other programs drive
-the hub with plain objects.
+the hub with plain objects.  A participant that declares
+L{tcplab.interfaces.IRoomBatchMember} hears its room's broadcasts through
+the room's feed instead (L{tcplab.chat.fanout}): recorded once per line,
+handed out once per reactor iteration.
 
 Embedding API (see the README for a bot)::
 
@@ -20,23 +23,21 @@ Embedding API (see the README for a bot)::
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count
-from typing import Protocol
 
 from twisted.logger import Logger
 
 from tcplab.chat import names, wire
 from tcplab.chat.events import (
     ChatEvent,
-    Delivery,
     EventKind,
     HistoryReplay,
     Notice,
     PrivateMessage,
 )
+from tcplab.chat.room import ChatParticipant, Room
 
 __all__ = ["ChatError", "ChatEvent", "ChatHub", "ChatParticipant", "Room"]
 
@@ -54,32 +55,6 @@ class ChatError(Exception):
     """A request the hub refuses; the message is shown to the user."""
 
 
-class ChatParticipant(Protocol):
-    """What the hub needs of a participant: somewhere to hand what it hears."""
-
-    def receive(self, delivery: Delivery) -> None:
-        """Take one event, private message, notice or history replay."""
-
-
-@dataclass(eq=False)
-class Room:
-    """A room: its members, in joining order, and its recent messages."""
-
-    name: str
-    historySize: int
-    members: dict[ChatParticipant, None] = field(default_factory=dict)
-    history: deque[ChatEvent] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.history = deque(maxlen=self.historySize)
-
-    def broadcast(self, delivery: Delivery, exclude: ChatParticipant | None = None) -> None:
-        """Hand C{delivery} (one object for all) to every member but C{exclude}."""
-        for participant in self.members:
-            if participant is not exclude:
-                participant.receive(delivery)
-
-
 @dataclass(slots=True, eq=False)
 class Member:
     """The hub's record of one participant."""
@@ -88,8 +63,12 @@ class Member:
     nick: str
     key: str
     """L{names.nickKey} of the nickname: what uniqueness is decided on."""
-    skeleton: str
-    """L{names.skeleton} of the nickname: what look-alikes are caught with."""
+    skeleton: str | None
+    """
+    L{names.skeleton} of the nickname: what look-alikes are caught with;
+    L{None} for a guest whose skeleton is worked out from its nickname
+    (L{names.GuestSkeletons}), which is then in no skeleton table.
+    """
     room: Room | None = None
 
 
@@ -139,6 +118,7 @@ class ChatHub:
         """Empty rooms with history, oldest first, with when they emptied."""
         self._observers: list[Callable[[ChatEvent], None]] = []
         self._guestNumbers = count(1)
+        self._guestSkeletons = names.GuestSkeletons(self.guestPrefix)
 
     # Membership
 
@@ -147,12 +127,18 @@ class ChatHub:
         while True:
             nick = f"{self.guestPrefix}{next(self._guestNumbers)}"
             skeleton = names.skeleton(nick)
-            if nick not in self._nicks and skeleton not in self._skeletons:
+            if (
+                nick not in self._nicks
+                and skeleton not in self._skeletons
+                and self._guestLookingLike(skeleton) is None
+            ):
                 break
-        member = Member(participant, nick, nick, skeleton)
+        derived = self._guests().derived(nick) == skeleton
+        member = Member(participant, nick, nick, None if derived else skeleton)
         self._members[participant] = member
         self._nicks[nick] = member
-        self._skeletons[skeleton] = member
+        if not derived:
+            self._skeletons[skeleton] = member
         return nick
 
     def disconnect(self, participant: ChatParticipant, reason: str) -> None:
@@ -163,7 +149,7 @@ class ChatHub:
         self._leaveRoom(member, wire.sanitize(reason))
         if self._nicks.get(member.key) is member:
             del self._nicks[member.key]
-        if self._skeletons.get(member.skeleton) is member:
+        if member.skeleton is not None and self._skeletons.get(member.skeleton) is member:
             del self._skeletons[member.skeleton]
 
     def join(self, participant: ChatParticipant, roomName: str, withHistory: bool = True) -> str:
@@ -185,7 +171,7 @@ class ChatHub:
         self._leaveRoom(member, f"joined {name}")
         event = ChatEvent("join", name, member.nick, "", self.clock())
         self._announceArrivalOrDeparture(room, event)
-        room.members[participant] = None
+        room.add(participant)
         self._emptySince.pop(name, None)
         member.room = room
         if withHistory and self.historySize:
@@ -199,7 +185,7 @@ class ChatHub:
         room = member.room
         if room is None:
             return
-        room.members.pop(member.participant, None)
+        room.remove(member.participant)
         member.room = None
         event = ChatEvent("leave", room.name, member.nick, reason, self.clock())
         self._announceArrivalOrDeparture(room, event)
@@ -235,7 +221,7 @@ class ChatHub:
         if old == shown:
             return shown
         del self._nicks[member.key]
-        if self._skeletons.get(member.skeleton) is member:
+        if member.skeleton is not None and self._skeletons.get(member.skeleton) is member:
             del self._skeletons[member.skeleton]
         key = names.nickKey(shown)
         member.nick, member.key = shown, shown if key == shown else key
@@ -253,7 +239,27 @@ class ChatHub:
 
     def holderOf(self, nick: str) -> Member | None:
         """Who holds C{nick}, or a nickname that looks like it; L{None} if nobody."""
-        return self._nicks.get(names.nickKey(nick)) or self._skeletons.get(names.skeleton(nick))
+        holder = self._nicks.get(names.nickKey(nick))
+        if holder is not None:
+            return holder
+        shape = names.skeleton(nick)
+        return self._skeletons.get(shape) or self._guestLookingLike(shape)
+
+    def _guests(self) -> names.GuestSkeletons:
+        """The guest skeletons for the current L{guestPrefix} (a cluster node sets its own)."""
+        if self._guestSkeletons.prefix != self.guestPrefix:
+            self._guestSkeletons = names.GuestSkeletons(self.guestPrefix)
+        return self._guestSkeletons
+
+    def _guestLookingLike(self, shape: str) -> Member | None:
+        """The guest whose worked-out skeleton is C{shape}, if one is connected."""
+        guestNick = self._guests().nickFor(shape)
+        if guestNick is None:
+            return None
+        guest = self._nicks.get(guestNick)
+        if guest is None or guest.skeleton is not None or guest.nick != guestNick:
+            return None
+        return guest
 
     # Talking
 
@@ -310,6 +316,17 @@ class ChatHub:
         if self.historySize:
             room.history.append(event)
         self._emit(event)
+
+    def catchUp(self, participant: ChatParticipant) -> None:
+        """
+        Queue for a participant that takes its room's broadcasts in batches
+        (L{IRoomBatchMember}) what its room said so far this reactor
+        iteration.  Such a participant calls this before it queues a line of
+        its own, so the line comes after what the room said before it.
+        """
+        member = self._members.get(participant)
+        if member is not None and member.room is not None:
+            member.room.catchUp(participant)
 
     # Looking around
 

@@ -167,3 +167,49 @@ def skeleton(nick: str) -> str:
     for pair, single in _CONFUSABLE_SEQUENCES:
         chars = chars.replace(pair, single)
     return unicodedata.normalize("NFKD", chars)
+
+
+class GuestSkeletons:
+    """
+    The skeletons of guest nicknames (a prefix and a decimal number), worked
+    out instead of stored.
+
+    Every connection starts as a guest, and most stay one: keeping each
+    guest's skeleton (a string and a table entry) would cost every idle
+    connection about 80 bytes.  A guest's skeleton is the prefix's skeleton
+    followed by each digit's, whenever L{derived} says so (the hub checks
+    each guest against L{skeleton} itself), and L{nickFor} turns such a
+    skeleton back into the one guest nickname it can belong to.
+    """
+
+    __slots__ = ("_fromDigits", "_prefixSkeleton", "_toDigits", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._prefixSkeleton = skeleton(prefix)
+        digits = {digit: skeleton(digit) for digit in "0123456789"}
+        self._toDigits: dict[str, str] = {}
+        """Each digit's skeleton, a single character, back to the digit (empty: not usable)."""
+        if all(len(shape) == 1 for shape in digits.values()) and len(set(digits.values())) == 10:
+            self._toDigits = {shape: digit for digit, shape in digits.items()}
+        self._fromDigits = str.maketrans(digits) if self._toDigits else {}
+
+    def derived(self, nick: str) -> str | None:
+        """
+        The skeleton of guest nickname C{nick} as this works it out, or
+        L{None} when it cannot (then the real skeleton must be stored).
+        """
+        if not self._toDigits or not nick.startswith(self.prefix):
+            return None
+        return self._prefixSkeleton + nick[len(self.prefix) :].translate(self._fromDigits)
+
+    def nickFor(self, shape: str) -> str | None:
+        """The guest nickname whose L{derived} skeleton is C{shape}, if there can be one."""
+        if not self._toDigits or not shape.startswith(self._prefixSkeleton):
+            return None
+        rest = shape[len(self._prefixSkeleton) :]
+        toDigits = self._toDigits
+        if not rest or any(char not in toDigits for char in rest):
+            return None
+        number = "".join(toDigits[char] for char in rest)
+        return None if number[0] == "0" else self.prefix + number

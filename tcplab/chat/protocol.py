@@ -1,8 +1,9 @@
 """
 The chat's Twisted side: a thin line protocol over L{ChatHub}.
 
-L{ChatProtocol} turns lines into hub calls, renders what the hub delivers
-(L{tcplab.chat.wire.Renderer}, once per event for a whole room) and enforces
+L{ChatProtocol} turns lines into hub calls, takes its room's broadcasts
+once per reactor iteration (L{tcplab.chat.fanout}: rendered once for the
+whole room), renders what is addressed to it alone and enforces
 the per-connection safety rules: the line length limit (an over-long line
 is refused, the connection stays), flood control (a token bucket that every
 line received spends; persistent flooders are disconnected) and a bound on
@@ -27,11 +28,11 @@ from tcplab.chat import commands, names, wire
 from tcplab.chat.events import Delivery
 from tcplab.chat.flood import TokenBucket
 from tcplab.chat.hub import ChatError, ChatHub
-from tcplab.interfaces import IGracefulStop, IRefusalFormat
+from tcplab.interfaces import IGracefulStop, IRefusalFormat, IRoomBatchMember
 from tcplab.lines import LineProtocol
 from tcplab.metrics import Metrics
 from tcplab.reactors import defaultReactor
-from tcplab.sending import BatchedWriter, WriteBatch
+from tcplab.sending import WriteBatch
 
 MAX_LINE = 512
 """Longest accepted line in bytes, without its line end (as IRC)."""
@@ -49,18 +50,21 @@ JOIN_DELAY = 0.25
 """Seconds to wait for a first ``/nohistory`` or ``/nick`` before joining the default room."""
 
 
-@implementer(IPushProducer, IGracefulStop)
+@implementer(IPushProducer, IGracefulStop, IRoomBatchMember)
 class ChatProtocol(LineProtocol):
     """
     One chat connection: a hub participant speaking the line protocol of
     docs/chat.md.
+
+    Its output is batched per reactor iteration in the factory's
+    L{WriteBatch} (one C{send} per iteration); its room's broadcasts reach
+    it through the room's feed (L{tcplab.chat.fanout}), not one
+    L{receive} per line.
     """
 
     log = Logger()
     factory: ChatFactory
     transport: Any
-    output: BatchedWriter
-    """This connection's output, batched per reactor iteration."""
     joined = False
     joinCall: Any = None
     closing = False
@@ -102,13 +106,12 @@ class ChatProtocol(LineProtocol):
     def connectionMade(self) -> None:
         """Greet, take a guest nickname, and join the default room shortly."""
         factory = self.factory
-        self.output = BatchedWriter(factory.writeBatch, self)
         # The transport pauses us when its buffer is full: that is how a
         # client that stopped reading is noticed (see pauseProducing).
         self.transport.registerProducer(self, True)
         nick = factory.hub.connect(self)
-        self.output.deliver(
-            wire.notice(f"Welcome to tcplab chat, {nick}. Type /help for commands.")
+        factory.writeBatch.deliver(
+            self, wire.notice(f"Welcome to tcplab chat, {nick}. Type /help for commands.")
         )
         self.joinCall = factory.reactor.callLater(factory.joinDelay, self.joinDefault, True)
 
@@ -124,17 +127,26 @@ class ChatProtocol(LineProtocol):
 
     # Output
 
+    @property
+    def writeBatch(self) -> WriteBatch:
+        """Where this connection's output waits for the end of the reactor iteration."""
+        return self.factory.writeBatch
+
     def receive(self, delivery: Delivery) -> None:
-        """Render what the hub hands us (once for a whole room) and queue it."""
-        render = self.factory.render
-        # The renderer's memory inlined: this runs once per member per line.
-        if delivery is not render.last:
-            render(delivery)
-        self.output.deliver(render.lastBytes)
+        """
+        Render what the hub hands us (a private message, a notice, a history
+        replay; every event if the room cannot feed us) and queue it.
+        """
+        self.reply(self.factory.render(delivery))
 
     def reply(self, data: bytes) -> None:
-        """Queue a line made for this connection only (errors, command replies)."""
-        self.output.deliver(data)
+        """
+        Queue a line made for this connection only (errors, command replies),
+        after what our room said before it (L{ChatHub.catchUp}).
+        """
+        factory = self.factory
+        factory.hub.catchUp(self)
+        factory.writeBatch.deliver(self, data)
 
     def send(self, data: bytes) -> None:
         """
@@ -290,7 +302,7 @@ class ChatProtocol(LineProtocol):
         self.closing = True
         self.factory.hub.disconnect(self, reason)
         self.reply(wire.notice("bye"))
-        self.output.flushNow()
+        self.factory.writeBatch.flushNow(self)
         self.transport.unregisterProducer()
         self.transport.loseConnection()
 
@@ -304,12 +316,13 @@ class ChatProtocol(LineProtocol):
         if self.joinCall is not None and self.joinCall.active():
             self.joinCall.cancel()
         self.joinCall = None
-        self.output.discard()
         self.outputClosed = True
         if not self.closing:
             self.closing = True
             why = "connection lost" if reason is None else reason.getErrorMessage()
             self.factory.hub.disconnect(self, why.rstrip("."))
+        # After leaving the room, which hands us what it said meanwhile.
+        self.factory.writeBatch.discard(self)
 
 
 @implementer(IRefusalFormat)

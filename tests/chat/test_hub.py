@@ -292,3 +292,35 @@ def test_expired_rooms_make_way_for_new_ones() -> None:
     now[0] += 11
     hub.join(alice, "#new")
     assert set(hub.rooms()) == {"#lobby", "#new"}
+
+
+def test_guest_look_alikes_refused_without_a_stored_skeleton() -> None:
+    """A guest's skeleton is not stored, yet its look-alikes are refused until it renames."""
+    hub = ChatHub()
+    guests = [Member() for _ in range(10)]
+    for guest in guests:
+        hub.connect(guest)
+    assert hub._skeletons == {}
+    other = Member()
+    hub.connect(other)
+    with pytest.raises(ChatError, match="looks too much like guest10"):
+        hub.rename(other, "GUESTlO")
+    with pytest.raises(ChatError, match="Guest1 is taken"):
+        hub.rename(other, "Guest1")
+    assert hub.holderOf("guestl") is hub.holderOf("guest1") is not None
+    hub.rename(guests[0], "alice")
+    assert hub.holderOf("guestl") is None
+    assert hub.rename(other, "guestl") == "guestl"
+    hub.disconnect(guests[9], "quit")
+    assert hub.holderOf("guestlo") is None
+
+
+def test_cluster_guest_prefix_look_alikes_refused() -> None:
+    """Guests of a hub with its own prefix (a cluster node's) are protected the same way."""
+    hub = ChatHub()
+    hub.guestPrefix = "guestab1-"
+    guest, other = Member(), Member()
+    assert hub.connect(guest) == "guestab1-1"
+    hub.connect(other)
+    with pytest.raises(ChatError, match="looks too much like guestab1-1"):
+        hub.rename(other, "guestabl-l")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tcplab.chat import names
 
 
@@ -66,3 +69,21 @@ def test_scripts_from_unicode_names() -> None:
     assert names.scriptOf("a") == "LATIN" and names.scriptOf("\u0430") == "CYRILLIC"
     assert names.scriptOf("李") == "HAN" and names.scriptOf("\u0301") == "INHERITED"
     assert names.scriptOf("7") == "COMMON" and names.scriptOf(" ") is None
+
+
+@given(st.integers(1, 10**12), st.sampled_from(["guest", "guestab12-", "guest3f9c-"]))
+def test_guest_skeletons_worked_out_and_back(number: int, prefix: str) -> None:
+    """A guest's skeleton is worked out as skeleton() gives it, and leads back to the guest."""
+    guests = names.GuestSkeletons(prefix)
+    nick = f"{prefix}{number}"
+    assert guests.derived(nick) == names.skeleton(nick)
+    assert guests.nickFor(names.skeleton(nick)) == nick
+
+
+def test_guest_skeletons_refuse_what_no_guest_looks_like() -> None:
+    """Only the skeleton of a prefix and a number without leading zero names a guest."""
+    guests = names.GuestSkeletons("guest")
+    for shape in ("guest", "guestx", "guesto", "guestol", "gues1", "guestl2x", "guest1"):
+        assert guests.nickFor(shape) is None, shape
+    assert guests.nickFor("guestlo") == "guest10"
+    assert guests.derived("bob1") is None
