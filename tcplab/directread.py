@@ -1,0 +1,184 @@
+"""
+Read events of tcplab's own TCP connections, dispatched without Twisted's
+per-event log context: the read half of tcplab's fast path (the write half
+is L{tcplab.sending.writeDirectly}).
+
+Twisted's epoll reactor hands every event of every descriptor to
+C{log.callWithLogger}: it asks the descriptor for its log prefix, copies the
+legacy logging context, pushes the copy on the context stack, calls
+C{_doReadOrWrite} (which checks the descriptor, calls C{doRead}, which calls
+C{_dataReceived}), and pops the context again.  For a server that answers
+each read of a few hundred bytes with one C{send} -- echo, a chat line --
+that is about a dozen Python calls per read around the two system calls
+that do the work, and the biggest share of the server's CPU time after them.
+
+L{DirectReadDispatch} replaces the epoll reactor's C{doIteration} with the
+same loop in which a plain read event (C{EPOLLIN} alone) of a
+L{DirectReadServer} -- a connection served through tcplab's connection
+wrapper with the fast path on -- calls its C{doRead} directly.  What it
+skips, and why that is safe:
+
+  - The legacy log context (C{twisted.python.log}'s C{system} key) while
+    the read is handled.  Only the legacy C{log.msg}/C{log.err} read it;
+    tcplab logs through L{twisted.logger.Logger}, whose events never
+    consult it.  Whenever anything goes wrong -- an exception from the
+    protocol, a lost or closed connection -- the rest is handed to Twisted's
+    own code under C{callWithLogger}, exactly as the reactor would: the
+    failure is logged by C{log.err} with the connection's log prefix, and
+    the connection is dropped by the reactor's C{_disconnectSelectable}.
+  - C{_doReadOrWrite}'s checks, each of which sends the event down
+    Twisted's own path instead: any other event bits (hang-up, error,
+    writable), or a descriptor whose C{fileno()} is already -1.
+
+Every other descriptor (listening ports, the waker, TLS, other protocols)
+and every other reactor (poll, select, asyncio, a subclass that overrides
+C{doPoll}, a reactor whose C{doIteration} someone else already replaced)
+keep Twisted's dispatch unchanged: L{adoptDirectRead} only turns a
+connection into a L{DirectReadServer} once the dispatch is installed, and
+installs it only where L{REACTOR_INTERNALS} are what this module expects.
+
+This module imports C{twisted.internet.tcp}: L{tcplab.observe} imports it
+when the first connection is made, not at start-up (see L{tcplab.tlsfree}).
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import sys
+from errno import EWOULDBLOCK
+from typing import Any
+
+from twisted.internet import main
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.tcp import Server
+from twisted.python import log
+from twisted.python.failure import Failure
+
+EPOLLIN = getattr(select, "EPOLLIN", 1)
+"""A plain read event (epoll exists on Linux only; elsewhere nothing is installed)."""
+
+REACTOR_INTERNALS = ("_poller", "_selectables", "_doReadOrWrite", "_disconnectSelectable")
+"""
+The private C{EPollReactor} attributes the dispatch uses (besides the
+C{tcp.Connection} ones of L{tcplab.sending.TWISTED_INTERNALS}).  setup.cfg
+pins Twisted below its next major version; tests/test_directread.py has a
+canary test.
+"""
+
+
+class DirectReadServer(Server):
+    """
+    A TCP server connection whose plain read events the
+    L{DirectReadDispatch} hands straight to L{doRead}.
+
+    It adds no state: an existing C{tcp.Server} becomes one by a change of
+    class (L{adoptDirectRead}), so an idle connection costs nothing more.
+    """
+
+    def doRead(self) -> ConnectionLost | ConnectionDone | None:  # type: ignore[override]
+        """C{tcp.Connection.doRead} with its C{_dataReceived} call inlined."""
+        try:
+            data = self.socket.recv(self.bufferSize)
+        except OSError as se:
+            if se.args[0] == EWOULDBLOCK:
+                return None
+            return main.CONNECTION_LOST
+        if not data:
+            return main.CONNECTION_DONE
+        self.protocol.dataReceived(data)
+        return None
+
+
+class DirectReadDispatch:
+    """
+    The epoll reactor's C{doIteration} with the read events of
+    L{DirectReadServer}s dispatched directly (see the module docstring).
+
+    @ivar reactor: the reactor this dispatch polls for.
+    @ivar original: the reactor's own C{doIteration}, which this replaces.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.original = reactor.doIteration
+
+    def __call__(self, timeout: float | None) -> None:
+        """Poll once and handle every event (Twisted's C{EPollReactor.doPoll})."""
+        reactor = self.reactor
+        if timeout is None:
+            timeout = -1
+        selectables = reactor._selectables
+        try:
+            events = reactor._poller.poll(timeout, len(selectables))
+        except OSError as err:
+            if err.errno == errno.EINTR:
+                return
+            raise
+        doReadOrWrite = reactor._doReadOrWrite
+        callWithLogger = log.callWithLogger
+        for fd, event in events:
+            selectable = selectables.get(fd)
+            if selectable is None:
+                continue
+            if (
+                event != EPOLLIN
+                or type(selectable) is not DirectReadServer
+                or selectable.fileno() == -1
+            ):
+                callWithLogger(selectable, doReadOrWrite, selectable, fd, event)
+                continue
+            why: BaseException | None
+            try:
+                why = selectable.doRead()
+            except BaseException:
+                why = sys.exc_info()[1]
+                callWithLogger(selectable, log.err, Failure())
+            if why:
+                callWithLogger(selectable, reactor._disconnectSelectable, selectable, why, True)
+
+
+def installDirectRead(reactor: Any) -> bool:
+    """
+    Give C{reactor} the L{DirectReadDispatch}, once; whether it has it.
+
+    Only Twisted's own C{EPollReactor} (not a subclass that changes its
+    polling) with the internals this module expects gets it, and only if
+    nobody else replaced its C{doIteration} already.
+    """
+    current = reactor.__dict__.get("doIteration") if hasattr(reactor, "__dict__") else None
+    if isinstance(current, DirectReadDispatch):
+        return current.reactor is reactor
+    if current is not None:
+        return False
+    try:
+        from twisted.internet.epollreactor import EPollReactor
+    except ImportError:
+        return False
+    cls = type(reactor)
+    if not (
+        isinstance(reactor, EPollReactor)
+        and cls.doIteration is EPollReactor.doPoll
+        and cls.doPoll is EPollReactor.doPoll
+        and cls._doReadOrWrite is EPollReactor._doReadOrWrite
+        and all(hasattr(reactor, name) for name in REACTOR_INTERNALS)
+        and isinstance(reactor._selectables, dict)
+    ):
+        return False
+    reactor.doIteration = DirectReadDispatch(reactor)  # type: ignore[method-assign]
+    return True
+
+
+def adoptDirectRead(transport: Any) -> bool:
+    """
+    Have the reactor dispatch C{transport}'s reads directly, if it can:
+    C{transport} is exactly Twisted's C{tcp.Server} (not TLS, not UNIX, not
+    a subclass with ideas of its own) and its reactor accepts the
+    L{DirectReadDispatch}.  Whether it now does.
+    """
+    if type(transport) is not Server:
+        return False
+    if not installDirectRead(transport.reactor):
+        return False
+    transport.__class__ = DirectReadServer
+    return True

@@ -1,0 +1,165 @@
+"""Tests for L{tcplab.directread}: reads dispatched without the log context, real sockets."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+import pytest_twisted
+from twisted.internet.epollreactor import EPollReactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.tcp import Server
+from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.python.failure import Failure
+
+from tcplab.directread import (
+    REACTOR_INTERNALS,
+    DirectReadDispatch,
+    DirectReadServer,
+    adoptDirectRead,
+    installDirectRead,
+)
+from tcplab.echo import EchoFactory
+from tcplab.observe import ConnectionObserver
+from tests.support import Loopback, reactor, waitUntil
+
+
+def epollOnly() -> None:
+    """Skip unless the tests run on Twisted's epoll reactor (the default on Linux)."""
+    if type(reactor()) is not EPollReactor:
+        pytest.skip("the direct read dispatch is for the epoll reactor")
+
+
+class Exploding(Protocol):
+    """A server protocol with a bug: every read raises."""
+
+    instances: list[Exploding] = []
+
+    def connectionMade(self) -> None:
+        Exploding.instances.append(self)
+        self.lost: Failure | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        raise ZeroDivisionError("bug in the protocol")
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.lost = reason
+
+
+def test_reactor_internals_canary() -> None:
+    """The epoll reactor still has every private attribute the dispatch relies on."""
+    epollOnly()
+    missing = [name for name in REACTOR_INTERNALS if not hasattr(reactor(), name)]
+    assert not missing, f"Twisted changed EPollReactor: {missing} gone; see tcplab/directread.py"
+    assert isinstance(reactor()._selectables, dict)
+    assert installDirectRead(reactor())
+    assert isinstance(reactor().doIteration, DirectReadDispatch)
+
+
+@pytest_twisted.ensureDeferred
+async def test_served_connections_read_directly(loopback: Loopback) -> None:
+    """A connection of a fast-path service becomes a L{DirectReadServer} and echoes as before."""
+    epollOnly()
+    observer = ConnectionObserver(EchoFactory(), "test", writeDirectly=True)
+    client = await loopback.connect(await loopback.listen(observer))
+    client.transport.write(b"x" * 100_000)
+    assert await client.waitFor(100_000) == b"x" * 100_000
+    (connection,) = observer.openConnections()
+    assert type(connection.transport) is DirectReadServer
+    client.transport.loseConnection()
+    await client.closed
+    await waitUntil(lambda: not observer.openConnections())
+
+
+@pytest_twisted.ensureDeferred
+async def test_other_services_keep_twisted_dispatch(loopback: Loopback) -> None:
+    """Without the fast path (writeDirectly off) the transport stays Twisted's own."""
+    observer = ConnectionObserver(EchoFactory(), "test")
+    client = await loopback.connect(await loopback.listen(observer))
+    client.transport.write(b"hello")
+    assert await client.waitFor(5) == b"hello"
+    (connection,) = observer.openConnections()
+    assert type(connection.transport) is Server
+
+
+@pytest_twisted.ensureDeferred
+async def test_protocol_error_is_logged_with_the_connection_and_drops_it(
+    loopback: Loopback,
+) -> None:
+    """
+    An exception in C{dataReceived} is logged with the connection's log
+    prefix as its system, and the connection is dropped, as Twisted does.
+    """
+    epollOnly()
+    Exploding.instances = []
+    events: list[LogEvent] = []
+    observer = ConnectionObserver(Factory.forProtocol(Exploding), "test", writeDirectly=True)
+    client = await loopback.connect(await loopback.listen(observer))
+    await waitUntil(lambda: Exploding.instances)
+    (connection,) = observer.openConnections()
+    assert type(connection.transport) is DirectReadServer
+    prefix = connection.transport.logPrefix()
+    record = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(record)
+    try:
+        client.transport.write(b"boom")
+        await client.closed
+    finally:
+        globalLogPublisher.removeObserver(record)
+    # Logged by twisted.python.log.err, as Twisted's own dispatch does.
+    failures = [e for e in events if e.get("isError")]
+    assert len(failures) == 1
+    assert failures[0]["failure"].check(ZeroDivisionError)
+    assert failures[0]["log_system"] == prefix
+    assert "Exploding" in prefix
+    lost = Exploding.instances[0].lost
+    assert lost is not None and lost.check(ZeroDivisionError)
+    await waitUntil(lambda: not observer.openConnections())
+
+
+@pytest_twisted.ensureDeferred
+async def test_half_close_goes_through_twisted(loopback: Loopback) -> None:
+    """A peer's EOF reaches the half-close handling: everything is echoed, then closed."""
+    epollOnly()
+    observer = ConnectionObserver(EchoFactory(), "test", writeDirectly=True)
+    client = await loopback.connect(await loopback.listen(observer))
+    client.transport.write(b"last words")
+    client.transport.loseWriteConnection()
+    await client.closed
+    assert bytes(client.received) == b"last words"
+
+
+def test_only_twisted_epoll_reactor_gets_the_dispatch() -> None:
+    """A clock, a reactor subclass that polls its own way, or one already patched: no dispatch."""
+    assert not installDirectRead(Clock())
+
+    class OwnPolling(EPollReactor):
+        def doPoll(self, timeout: Any) -> None:
+            pass
+
+        doIteration = doPoll
+
+    own = OwnPolling()
+    patched = EPollReactor()
+    plain = EPollReactor()
+    try:
+        assert not installDirectRead(own)
+        patched.doIteration = lambda timeout: None  # type: ignore[method-assign]
+        assert not installDirectRead(patched)
+        assert installDirectRead(plain)
+        dispatch = plain.doIteration
+        assert installDirectRead(plain)
+        assert plain.doIteration is dispatch
+    finally:
+        for r in (own, patched, plain):
+            r._poller.close()
+            r.waker.connectionLost(None)
+
+
+def test_only_plain_tcp_server_transports_are_adopted() -> None:
+    """Anything but Twisted's own tcp.Server (here an in-memory transport) is left alone."""
+    transport = StringTransport()
+    assert not adoptDirectRead(transport)
+    assert type(transport) is StringTransport
