@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 
 from tcplab.directread import (
     REACTOR_INTERNALS,
+    READ_BUFFER,
     DirectReadDispatch,
     DirectReadServer,
     adoptDirectRead,
@@ -163,3 +164,48 @@ def test_only_plain_tcp_server_transports_are_adopted() -> None:
     transport = StringTransport()
     assert not adoptDirectRead(transport)
     assert type(transport) is StringTransport
+
+
+class Chunks(Protocol):
+    """A server protocol that records every chunk it is handed."""
+
+    instances: list[Chunks] = []
+
+    def connectionMade(self) -> None:
+        Chunks.instances.append(self)
+        self.chunks: list[Any] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+
+@pytest_twisted.ensureDeferred
+async def test_reads_are_bytes_of_at_most_the_read_size(loopback: Loopback) -> None:
+    """
+    Reads through the shared buffer hand the protocol C{bytes} (not a view
+    of the buffer, which the next read overwrites), at most the
+    connection's read size at a time, and the buffer grows for a bigger one.
+    """
+    epollOnly()
+    Chunks.instances = []
+    small = ConnectionObserver(Factory.forProtocol(Chunks), "test", writeDirectly=True, readSize=7)
+    big = ConnectionObserver(
+        Factory.forProtocol(Chunks), "test", writeDirectly=True, readSize=READ_BUFFER_TEST_SIZE
+    )
+    first = await loopback.connect(await loopback.listen(small))
+    second = await loopback.connect(await loopback.listen(big))
+    await waitUntil(lambda: len(Chunks.instances) == 2)
+    first.transport.write(b"0123456789" * 10)
+    second.transport.write(b"x" * READ_BUFFER_TEST_SIZE * 2)
+    await waitUntil(lambda: sum(map(len, Chunks.instances[0].chunks)) == 100)
+    await waitUntil(lambda: sum(map(len, Chunks.instances[1].chunks)) == READ_BUFFER_TEST_SIZE * 2)
+    smallChunks, bigChunks = Chunks.instances[0].chunks, Chunks.instances[1].chunks
+    assert all(type(c) is bytes for c in smallChunks + bigChunks)
+    assert max(map(len, smallChunks)) <= 7
+    assert b"".join(smallChunks) == b"0123456789" * 10
+    assert b"".join(bigChunks) == b"x" * READ_BUFFER_TEST_SIZE * 2
+    assert len(READ_BUFFER.view) >= READ_BUFFER_TEST_SIZE
+
+
+READ_BUFFER_TEST_SIZE = 1024 * 1024
+"""Bigger than any read size the services use, so the shared buffer must grow."""
