@@ -97,6 +97,12 @@ def inProcess(conns: int, depth: int, size: int, rounds: int) -> dict[str, Any]:
         EchoFactory(), "bench", readSize=BULK_READ_SIZE, writeDirectly=True
     )
     port = reactor.listenTCP(0, observer, interface="127.0.0.1")
+    try:
+        from tcplab.tap.listening import readDirectly
+    except ImportError:  # a tree from before tcplab.directread
+        pass
+    else:
+        readDirectly(port)
     clients = LockstepClients(port.getHost().port, conns, depth, size)
     while len(observer.openConnections()) < conns:
         reactor.iterate(0.01)

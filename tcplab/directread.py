@@ -37,12 +37,14 @@ anew for every read, which above 128 KiB costs three extra system calls.
 Every other descriptor (listening ports, the waker, TLS, other protocols)
 and every other reactor (poll, select, asyncio, a subclass that overrides
 C{doPoll}, a reactor whose C{doIteration} someone else already replaced)
-keep Twisted's dispatch unchanged: L{adoptDirectRead} only turns a
-connection into a L{DirectReadServer} once the dispatch is installed, and
-installs it only where L{REACTOR_INTERNALS} are what this module expects.
+keep Twisted's dispatch unchanged: L{adoptDirectReads} only has a listening
+port make L{DirectReadServer}s once the dispatch is installed, and installs
+it only where L{REACTOR_INTERNALS} are what this module expects.  The
+services' listeners adopt it when their settings turn the fast paths on
+(L{tcplab.tap.listening.EndpointService}).
 
-This module imports C{twisted.internet.tcp}: L{tcplab.observe} imports it
-when the first connection is made, not at start-up (see L{tcplab.tlsfree}).
+This module imports C{twisted.internet.tcp}, so it is imported when a port
+is open, not at start-up (see L{tcplab.tlsfree}).
 """
 
 from __future__ import annotations
@@ -50,24 +52,35 @@ from __future__ import annotations
 import errno
 import select
 import sys
+from collections.abc import Callable
 from errno import EWOULDBLOCK
 from typing import Any
 
 from twisted.internet import main
-from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.tcp import Server
+from twisted.internet.error import ConnectionDone, ConnectionFdescWentAway, ConnectionLost
+from twisted.internet.tcp import Port, Server
 from twisted.python import log
 from twisted.python.failure import Failure
 
 EPOLLIN = getattr(select, "EPOLLIN", 1)
 """A plain read event (epoll exists on Linux only; elsewhere nothing is installed)."""
 
+NO_FILE_DESCRIPTOR = ConnectionFdescWentAway("File descriptor lost")
+"""Why a connection without a socket is dropped (Twisted's own C{_NO_FILEDESC})."""
+
 REACTOR_INTERNALS = ("_poller", "_selectables", "_doReadOrWrite", "_disconnectSelectable")
 """
-The private C{EPollReactor} attributes the dispatch uses (besides the
-C{tcp.Connection} ones of L{tcplab.sending.TWISTED_INTERNALS}).  setup.cfg
-pins Twisted below its next major version; tests/test_directread.py has a
-canary test.
+The private C{EPollReactor} attributes the dispatch uses.  setup.cfg pins
+Twisted below its next major version; tests/test_directread.py has a canary
+test for these and for L{SERVER_INTERNALS}.
+"""
+
+SERVER_INTERNALS = ("logstr", "repstr", "fileno", "sessionno", "hostname", "server")
+"""
+The C{tcp.Server} attributes L{DirectReadServer} works out instead of
+storing (C{logstr}, C{repstr}, C{fileno}) or derives them from (and the
+port's C{_realPortNumber}), besides the C{tcp.Connection} ones of
+L{tcplab.sending.TWISTED_INTERNALS}.
 """
 
 
@@ -100,26 +113,93 @@ class SharedReadBuffer:
 READ_BUFFER = SharedReadBuffer()
 
 
+class _Derived:
+    """
+    A per-connection string of C{tcp.Server} worked out when asked for:
+    C{Server.__init__} assigns it (the assignment is dropped), the
+    connection's log prefix or C{repr} reads it.
+    """
+
+    def __init__(self, derive: Callable[[Any], str]) -> None:
+        self.derive = derive
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else self.derive(instance)
+
+    def __set__(self, instance: Any, value: object) -> None:
+        """Keep nothing: the value is derived again when needed."""
+
+
+class _SocketFileno:
+    """
+    C{tcp.Connection.fileno}, which Twisted sets to the socket's bound
+    C{fileno} method (an object per connection) and deletes when the socket
+    goes: here the socket's descriptor, or -1 once there is no socket.
+    """
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        socket = getattr(instance, "socket", None)
+        return socket.fileno if socket is not None else _noFileno
+
+    def __set__(self, instance: Any, value: object) -> None:
+        """Keep nothing: the descriptor comes from the socket."""
+
+    def __delete__(self, instance: Any) -> None:
+        """Nothing kept, nothing to delete."""
+
+
+def _noFileno() -> int:
+    return -1
+
+
+def _logPrefix(server: Any) -> str:
+    """What C{tcp.Server.__init__} would have stored as C{logstr}."""
+    protocol = getattr(server, "protocol", None)
+    prefix = server._getLogPrefix(protocol) if protocol is not None else "?"
+    return f"{prefix},{server.sessionno},{server.hostname}"
+
+
+def _description(server: Any) -> str:
+    """What C{tcp.Server.__init__} would have stored as C{repstr}."""
+    protocol = getattr(server, "protocol", None)
+    name = protocol.__class__.__name__ if protocol is not None else "?"
+    return f"<{name} #{server.sessionno} on {server.server._realPortNumber}>"
+
+
 class DirectReadServer(Server):
     """
     A TCP server connection whose plain read events the
     L{DirectReadDispatch} hands straight to L{doRead}.
 
-    It adds no state: an existing C{tcp.Server} becomes one by a change of
-    class (L{adoptDirectRead}), so an idle connection costs nothing more.
+    It is also lighter: C{tcp.Server} keeps its log prefix and C{repr} as
+    strings and the socket's bound C{fileno} method, about 250 bytes per
+    connection that an idle service holds thousands of times; here they are
+    worked out from the connection's own fields when used (the log prefix
+    only when something is logged through Twisted's legacy log, which the
+    dispatch no longer does for every read).
     """
+
+    logstr = _Derived(_logPrefix)
+    repstr = _Derived(_description)
+    fileno = _SocketFileno()
 
     def doRead(self) -> ConnectionLost | ConnectionDone | None:  # type: ignore[override]
         """
         C{tcp.Connection.doRead}, reading into the L{SharedReadBuffer}, with
         its C{_dataReceived} call inlined.
         """
+        socket = getattr(self, "socket", None)
+        if socket is None:
+            # What the reactor's own check (fileno() == -1) answers.
+            return NO_FILE_DESCRIPTOR
         size = self.bufferSize
         view = READ_BUFFER.view
         if len(view) < size:
             view = READ_BUFFER.grow(size)
         try:
-            count = self.socket.recv_into(view, size)
+            count = socket.recv_into(view, size)
         except OSError as se:
             if se.args[0] == EWOULDBLOCK:
                 return None
@@ -161,11 +241,7 @@ class DirectReadDispatch:
             selectable = selectables.get(fd)
             if selectable is None:
                 continue
-            if (
-                event != EPOLLIN
-                or type(selectable) is not DirectReadServer
-                or selectable.fileno() == -1
-            ):
+            if event != EPOLLIN or type(selectable) is not DirectReadServer:
                 callWithLogger(selectable, doReadOrWrite, selectable, fd, event)
                 continue
             why: BaseException | None
@@ -209,16 +285,16 @@ def installDirectRead(reactor: Any) -> bool:
     return True
 
 
-def adoptDirectRead(transport: Any) -> bool:
+def adoptDirectReads(port: Any) -> bool:
     """
-    Have the reactor dispatch C{transport}'s reads directly, if it can:
-    C{transport} is exactly Twisted's C{tcp.Server} (not TLS, not UNIX, not
-    a subclass with ideas of its own) and its reactor accepts the
-    L{DirectReadDispatch}.  Whether it now does.
+    Have the connections C{port} accepts from now on be L{DirectReadServer}s,
+    if it can: C{port} is Twisted's TCP port making plain C{tcp.Server}s
+    (not TLS, not UNIX, not a subclass with a transport of its own) and its
+    reactor accepts the L{DirectReadDispatch}.  Whether it now does.
     """
-    if type(transport) is not Server:
+    if not isinstance(port, Port) or port.transport is not Server:
         return False
-    if not installDirectRead(transport.reactor):
+    if not installDirectRead(port.reactor):
         return False
-    transport.__class__ = DirectReadServer
+    port.transport = DirectReadServer
     return True

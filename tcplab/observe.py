@@ -137,17 +137,10 @@ class ObservedProtocol(ProtocolWrapper):
 
     def makeConnection(self, transport: Any) -> None:
         """
-        Record the peer, start the trace, pick the fastest way to read (see
-        L{tcplab.directread}) and to send (see L{tcplab.sending}), then
-        connect the wrapped protocol.
+        Record the peer, start the trace, pick the fastest way to send (see
+        L{tcplab.sending}), then connect the wrapped protocol.
         """
         settings = self.factory.settings
-        if settings.writeDirectly:
-            # The read half of the fast path (imported here: it imports
-            # twisted.internet.tcp, which a service without TLS loads late).
-            from tcplab.directread import adoptDirectRead
-
-            adoptDirectRead(transport)
         self.direct = settings.writeDirectly and canWriteDirectly(transport)
         setNoDelay(transport)
         if settings.readSize:

@@ -9,21 +9,22 @@ import pytest_twisted
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
-from twisted.internet.tcp import Server
-from twisted.internet.testing import StringTransport
+from twisted.internet.tcp import Port, Server
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from tcplab.directread import (
     REACTOR_INTERNALS,
     READ_BUFFER,
+    SERVER_INTERNALS,
     DirectReadDispatch,
     DirectReadServer,
-    adoptDirectRead,
+    adoptDirectReads,
     installDirectRead,
 )
 from tcplab.echo import EchoFactory
 from tcplab.observe import ConnectionObserver
+from tcplab.tap.listening import EndpointService, parseEndpoint
 from tests.support import Loopback, reactor, waitUntil
 
 
@@ -31,6 +32,14 @@ def epollOnly() -> None:
     """Skip unless the tests run on Twisted's epoll reactor (the default on Linux)."""
     if type(reactor()) is not EPollReactor:
         pytest.skip("the direct read dispatch is for the epoll reactor")
+
+
+async def listenDirectly(loopback: Loopback, factory: Any) -> int:
+    """Listen on loopback with direct reads (skipped unless on epoll); the port number."""
+    epollOnly()
+    number = await loopback.listen(factory)
+    assert adoptDirectReads(loopback.ports[-1])
+    return number
 
 
 class Exploding(Protocol):
@@ -59,30 +68,83 @@ def test_reactor_internals_canary() -> None:
     assert isinstance(reactor().doIteration, DirectReadDispatch)
 
 
+async def serve(observer: ConnectionObserver) -> EndpointService:
+    """An endpoint service of C{observer} on a free loopback port, listening."""
+    description = "tcp:0:interface=127.0.0.1"
+    service = EndpointService("test", description, parseEndpoint(reactor(), description), observer)
+    service.startService()
+    await service.listening
+    return service
+
+
 @pytest_twisted.ensureDeferred
-async def test_served_connections_read_directly(loopback: Loopback) -> None:
-    """A connection of a fast-path service becomes a L{DirectReadServer} and echoes as before."""
+async def test_fast_path_services_read_directly(loopback: Loopback) -> None:
+    """A service with the fast paths on accepts L{DirectReadServer}s, which echo as before."""
     epollOnly()
     observer = ConnectionObserver(EchoFactory(), "test", writeDirectly=True)
-    client = await loopback.connect(await loopback.listen(observer))
-    client.transport.write(b"x" * 100_000)
-    assert await client.waitFor(100_000) == b"x" * 100_000
-    (connection,) = observer.openConnections()
-    assert type(connection.transport) is DirectReadServer
-    client.transport.loseConnection()
-    await client.closed
-    await waitUntil(lambda: not observer.openConnections())
+    service = await serve(observer)
+    try:
+        assert service.port is not None
+        client = await loopback.connect(service.port.getHost().port)  # type: ignore[attr-defined]
+        client.transport.write(b"x" * 100_000)
+        assert await client.waitFor(100_000) == b"x" * 100_000
+        (connection,) = observer.openConnections()
+        assert type(connection.transport) is DirectReadServer
+        client.transport.loseConnection()
+        await client.closed
+        await waitUntil(lambda: not observer.openConnections())
+    finally:
+        await service.stopService()
 
 
 @pytest_twisted.ensureDeferred
 async def test_other_services_keep_twisted_dispatch(loopback: Loopback) -> None:
-    """Without the fast path (writeDirectly off) the transport stays Twisted's own."""
+    """Without the fast paths (writeDirectly off) connections stay Twisted's own."""
     observer = ConnectionObserver(EchoFactory(), "test")
-    client = await loopback.connect(await loopback.listen(observer))
-    client.transport.write(b"hello")
-    assert await client.waitFor(5) == b"hello"
-    (connection,) = observer.openConnections()
-    assert type(connection.transport) is Server
+    service = await serve(observer)
+    try:
+        assert service.port is not None
+        client = await loopback.connect(service.port.getHost().port)  # type: ignore[attr-defined]
+        client.transport.write(b"hello")
+        assert await client.waitFor(5) == b"hello"
+        (connection,) = observer.openConnections()
+        assert type(connection.transport) is Server
+    finally:
+        client.transport.abortConnection()
+        await client.closed
+        await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_internals_canary_and_derived_strings(loopback: Loopback) -> None:
+    """
+    Twisted's tcp.Server still has the attributes L{DirectReadServer}
+    derives instead of storing, and the derived log prefix, C{repr} and
+    C{fileno} are what Twisted's own connection has.
+    """
+    epollOnly()
+    Exploding.instances = []
+    plainPort = await loopback.listen(Factory.forProtocol(Exploding))
+    directPort = await listenDirectly(loopback, Factory.forProtocol(Exploding))
+    await loopback.connect(plainPort)
+    await loopback.connect(directPort)
+    await waitUntil(lambda: len(Exploding.instances) == 2)
+    plain, direct = (p.transport for p in Exploding.instances)
+    assert type(plain) is Server and type(direct) is DirectReadServer
+    missing = [name for name in SERVER_INTERNALS if not hasattr(plain, name)]
+    missing += [name for name in ("_realPortNumber",) if not hasattr(plain.server, name)]
+    assert not missing, f"Twisted changed tcp.Server: {missing} gone; see tcplab/directread.py"
+    assert "logstr" not in vars(direct) and "repstr" not in vars(direct)
+    assert "fileno" not in vars(direct)
+    assert plain.logPrefix() == f"Exploding,{plain.sessionno},127.0.0.1"
+    assert direct.logPrefix() == f"Exploding,{direct.sessionno},127.0.0.1"
+    assert repr(plain) == f"<Exploding #{plain.sessionno} on {plainPort}>"
+    assert repr(direct) == f"<Exploding #{direct.sessionno} on {directPort}>"
+    assert direct.fileno() == direct.socket.fileno() > 0
+    direct.loseConnection()
+    await waitUntil(lambda: Exploding.instances[1].lost is not None)
+    assert direct.fileno() == -1
+    assert repr(direct).startswith("<? #")
 
 
 @pytest_twisted.ensureDeferred
@@ -93,11 +155,10 @@ async def test_protocol_error_is_logged_with_the_connection_and_drops_it(
     An exception in C{dataReceived} is logged with the connection's log
     prefix as its system, and the connection is dropped, as Twisted does.
     """
-    epollOnly()
     Exploding.instances = []
     events: list[LogEvent] = []
     observer = ConnectionObserver(Factory.forProtocol(Exploding), "test", writeDirectly=True)
-    client = await loopback.connect(await loopback.listen(observer))
+    client = await loopback.connect(await listenDirectly(loopback, observer))
     await waitUntil(lambda: Exploding.instances)
     (connection,) = observer.openConnections()
     assert type(connection.transport) is DirectReadServer
@@ -123,9 +184,8 @@ async def test_protocol_error_is_logged_with_the_connection_and_drops_it(
 @pytest_twisted.ensureDeferred
 async def test_half_close_goes_through_twisted(loopback: Loopback) -> None:
     """A peer's EOF reaches the half-close handling: everything is echoed, then closed."""
-    epollOnly()
     observer = ConnectionObserver(EchoFactory(), "test", writeDirectly=True)
-    client = await loopback.connect(await loopback.listen(observer))
+    client = await loopback.connect(await listenDirectly(loopback, observer))
     client.transport.write(b"last words")
     client.transport.loseWriteConnection()
     await client.closed
@@ -159,11 +219,19 @@ def test_only_twisted_epoll_reactor_gets_the_dispatch() -> None:
             r.waker.connectionLost(None)
 
 
-def test_only_plain_tcp_server_transports_are_adopted() -> None:
-    """Anything but Twisted's own tcp.Server (here an in-memory transport) is left alone."""
-    transport = StringTransport()
-    assert not adoptDirectRead(transport)
-    assert type(transport) is StringTransport
+def test_only_plain_tcp_ports_are_adopted() -> None:
+    """Anything but Twisted's own TCP port making plain servers is left alone."""
+    from twisted.internet.testing import MemoryReactor
+
+    assert not adoptDirectReads(MemoryReactor().listenTCP(0, Factory()))
+
+    class OwnServer(Server):
+        pass
+
+    class OwnPort(Port):
+        transport = OwnServer
+
+    assert not adoptDirectReads(OwnPort(0, Factory(), reactor=reactor()))
 
 
 class Chunks(Protocol):
@@ -186,14 +254,13 @@ async def test_reads_are_bytes_of_at_most_the_read_size(loopback: Loopback) -> N
     of the buffer, which the next read overwrites), at most the
     connection's read size at a time, and the buffer grows for a bigger one.
     """
-    epollOnly()
     Chunks.instances = []
     small = ConnectionObserver(Factory.forProtocol(Chunks), "test", writeDirectly=True, readSize=7)
     big = ConnectionObserver(
         Factory.forProtocol(Chunks), "test", writeDirectly=True, readSize=READ_BUFFER_TEST_SIZE
     )
-    first = await loopback.connect(await loopback.listen(small))
-    second = await loopback.connect(await loopback.listen(big))
+    first = await loopback.connect(await listenDirectly(loopback, small))
+    second = await loopback.connect(await listenDirectly(loopback, big))
     await waitUntil(lambda: len(Chunks.instances) == 2)
     first.transport.write(b"0123456789" * 10)
     second.transport.write(b"x" * READ_BUFFER_TEST_SIZE * 2)
