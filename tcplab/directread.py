@@ -15,20 +15,22 @@ that do the work, and the biggest share of the server's CPU time after them.
 L{DirectReadDispatch} replaces the epoll reactor's C{doIteration} with the
 same loop in which a plain read event (C{EPOLLIN} alone) of a
 L{DirectReadServer} -- a connection served through tcplab's connection
-wrapper with the fast path on -- calls its C{doRead} directly.  What it
-skips, and why that is safe:
+wrapper with the fast paths on -- calls its C{doRead} directly, and a plain
+write event (C{EPOLLOUT} alone: a full send buffer draining) its
+C{doWrite}.  What it skips, and why that is safe:
 
   - The legacy log context (C{twisted.python.log}'s C{system} key) while
-    the read is handled.  Only the legacy C{log.msg}/C{log.err} read it;
+    the event is handled.  Only the legacy C{log.msg}/C{log.err} read it;
     tcplab logs through L{twisted.logger.Logger}, whose events never
     consult it.  Whenever anything goes wrong -- an exception from the
     protocol, a lost or closed connection -- the rest is handed to Twisted's
     own code under C{callWithLogger}, exactly as the reactor would: the
     failure is logged by C{log.err} with the connection's log prefix, and
     the connection is dropped by the reactor's C{_disconnectSelectable}.
-  - C{_doReadOrWrite}'s checks, each of which sends the event down
-    Twisted's own path instead: any other event bits (hang-up, error,
-    writable), or a descriptor whose C{fileno()} is already -1.
+  - C{_doReadOrWrite}'s checks: any other event bits (hang-up, error, read
+    and write at once) send the event down Twisted's own path; so does a
+    write event for a connection whose socket is gone (C{fileno()} -1),
+    and L{DirectReadServer.doRead} drops such a connection as Twisted does.
 
 A L{DirectReadServer} also reads into one buffer shared by the process
 (L{SharedReadBuffer}) rather than having C{recv} allocate its read size
@@ -64,6 +66,8 @@ from twisted.python.failure import Failure
 
 EPOLLIN = getattr(select, "EPOLLIN", 1)
 """A plain read event (epoll exists on Linux only; elsewhere nothing is installed)."""
+EPOLLOUT = getattr(select, "EPOLLOUT", 4)
+"""A plain write event."""
 
 NO_FILE_DESCRIPTOR = ConnectionFdescWentAway("File descriptor lost")
 """Why a connection without a socket is dropped (Twisted's own C{_NO_FILEDESC})."""
@@ -241,17 +245,26 @@ class DirectReadDispatch:
             selectable = selectables.get(fd)
             if selectable is None:
                 continue
-            if event != EPOLLIN or type(selectable) is not DirectReadServer:
+            if type(selectable) is not DirectReadServer:
+                callWithLogger(selectable, doReadOrWrite, selectable, fd, event)
+                continue
+            if event == EPOLLIN:
+                handle, inRead = selectable.doRead, True
+            elif event == EPOLLOUT and getattr(selectable, "socket", None) is not None:
+                handle, inRead = selectable.doWrite, False
+            else:
                 callWithLogger(selectable, doReadOrWrite, selectable, fd, event)
                 continue
             why: BaseException | None
             try:
-                why = selectable.doRead()
+                why = handle()
             except BaseException:
                 why = sys.exc_info()[1]
+                # As in _doReadOrWrite: a handler that raised was not "in read".
+                inRead = False
                 callWithLogger(selectable, log.err, Failure())
             if why:
-                callWithLogger(selectable, reactor._disconnectSelectable, selectable, why, True)
+                callWithLogger(selectable, reactor._disconnectSelectable, selectable, why, inRead)
 
 
 def installDirectRead(reactor: Any) -> bool:

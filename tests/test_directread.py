@@ -276,3 +276,23 @@ async def test_reads_are_bytes_of_at_most_the_read_size(loopback: Loopback) -> N
 
 READ_BUFFER_TEST_SIZE = 1024 * 1024
 """Bigger than any read size the services use, so the shared buffer must grow."""
+
+
+@pytest_twisted.ensureDeferred
+async def test_queued_output_drains_through_write_events(loopback: Loopback) -> None:
+    """
+    Output queued while the peer does not read is sent on the write events
+    the dispatch hands to C{doWrite}: everything arrives, in order.
+    """
+    observer = ConnectionObserver(EchoFactory(), "test", writeDirectly=True)
+    client = await loopback.connect(await listenDirectly(loopback, observer))
+    client.transport.pauseProducing()
+    data = bytes(range(256)) * 131072  # 32 MiB, far more than the socket buffers hold
+    client.transport.write(data)
+    (connection,) = observer.openConnections()
+    await waitUntil(
+        lambda: connection.transport.dataBuffer or connection.transport._tempDataBuffer
+    )
+    client.transport.resumeProducing()
+    await waitUntil(lambda: len(client.received) >= len(data), timeout=30)
+    assert bytes(client.received) == data
