@@ -17,6 +17,7 @@ first on C{PYTHONPATH})::
     .venv/bin/python -m bench.readpath --conns 50 --depth 16 --size 64
     .venv/bin/python -m bench.readpath --conns 1 --depth 1 --size 64   # ping-pong
     .venv/bin/python -m bench.readpath --twistd   # the real twistd, its CPU time
+    .venv/bin/python -m bench.readpath --c-peer   # the C echo server, the same way
 
 With C{--twistd} the real C{twistd -n tcplab-echo} serves the same lockstep
 rounds from its own process (pinned to CPU 0, the client on CPU 1), and its
@@ -38,6 +39,7 @@ from bench.processes import (
     CLIENT_CPU,
     SERVER_CPU,
     BenchError,
+    buildLoadgen,
     freePort,
     isListening,
     pinned,
@@ -131,21 +133,28 @@ def cpuNs(pid: int) -> int:
         return int(stat.read().split()[0])
 
 
-def againstTwistd(conns: int, depth: int, size: int, rounds: int) -> dict[str, Any]:
+def againstServer(
+    conns: int, depth: int, size: int, rounds: int, peer: bool = False
+) -> dict[str, Any]:
     """
-    The real C{twistd -n tcplab-echo}, pinned to CPU 0, this client on CPU 1;
+    The real C{twistd -n tcplab-echo} (or, with C{peer}, the C echo server
+    of C{bench/build/loadgen serve}), pinned to CPU 0, this client on CPU 1;
     the server's CPU time per message (it does nothing else meanwhile).
     """
     os.sched_setaffinity(0, {int(CLIENT_CPU)})
     port = freePort()
-    listen = f"tcp:{port}:interface=127.0.0.1"
-    command = [str(BIN / "twistd"), "--pidfile=", "-l", "/dev/null", "-n", "tcplab-echo"]
-    server = subprocess.Popen(pinned(SERVER_CPU, [*command, "--listen", listen]))
+    if peer:
+        command = [str(buildLoadgen()), "serve", "127.0.0.1", str(port)]
+    else:
+        listen = f"tcp:{port}:interface=127.0.0.1"
+        twistd = [str(BIN / "twistd"), "--pidfile=", "-l", "/dev/null", "-n", "tcplab-echo"]
+        command = [*twistd, "--listen", listen]
+    server = subprocess.Popen(pinned(SERVER_CPU, command))
     try:
         deadline = time.monotonic() + 20
         while not isListening(port):
             if time.monotonic() > deadline or server.poll() is not None:
-                raise BenchError("tcplab-echo did not start")
+                raise BenchError("the echo server did not start")
             time.sleep(0.05)
         clients = LockstepClients(port, conns, depth, size)
         for _ in range(20):  # warm up
@@ -188,11 +197,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument(
+        "--c-peer", action="store_true", help="measure the C echo server (loadgen serve)"
+    )
+    parser.add_argument(
         "--twistd", action="store_true", help="measure the real twistd in its own process"
     )
     options = parser.parse_args()
-    measure = againstTwistd if options.twistd else inProcess
-    print(json.dumps(measure(options.conns, options.depth, options.size, options.rounds)))
+    shape = (options.conns, options.depth, options.size, options.rounds)
+    if options.c_peer:
+        result = againstServer(*shape, peer=True)
+    else:
+        result = againstServer(*shape) if options.twistd else inProcess(*shape)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
