@@ -79,7 +79,15 @@ Twisted below its next major version; tests/test_directread.py has a canary
 test for these and for L{SERVER_INTERNALS}.
 """
 
-SERVER_INTERNALS = ("logstr", "repstr", "fileno", "sessionno", "hostname", "server")
+SERVER_INTERNALS = (
+    "logstr",
+    "repstr",
+    "fileno",
+    "sessionno",
+    "hostname",
+    "server",
+    "_getLogPrefix",
+)
 """
 The C{tcp.Server} attributes L{DirectReadServer} works out instead of
 storing (C{logstr}, C{repstr}, C{fileno}) or derives them from (and the
