@@ -235,8 +235,12 @@ class DirectReadDispatch:
         self.reactor = reactor
         self.original = reactor.doIteration
 
-    def __call__(self, timeout: float | None) -> None:
-        """Poll once and handle every event (Twisted's C{EPollReactor.doPoll})."""
+    def doIteration(self, timeout: float | None) -> None:
+        """
+        Poll once and handle every event (Twisted's C{EPollReactor.doPoll});
+        the reactor's C{doIteration} is this bound method (a bound method is
+        cheaper to call than an object's C{__call__}).
+        """
         reactor = self.reactor
         if timeout is None:
             timeout = -1
@@ -283,18 +287,21 @@ def installDirectRead(reactor: Any) -> bool:
     polling) with the internals this module expects gets it, and only if
     nobody else replaced its C{doIteration} already.
     """
-    current = reactor.__dict__.get("doIteration") if hasattr(reactor, "__dict__") else None
-    if isinstance(current, DirectReadDispatch):
-        return current.reactor is reactor
-    if current is not None:
-        return False
     try:
         from twisted.internet.epollreactor import EPollReactor
     except ImportError:
         return False
+    # Not reactor.__dict__: on CPython 3.11 that turns the reactor's inline
+    # attribute values into a dict, and every reactor attribute lookup (a
+    # dozen per iteration) gets slower: ~200 ns per iteration, measured.
+    current = getattr(reactor, "doIteration", None)
+    dispatch = getattr(current, "__self__", None)
+    if isinstance(dispatch, DirectReadDispatch):
+        return dispatch.reactor is reactor
     cls = type(reactor)
     if not (
         isinstance(reactor, EPollReactor)
+        and getattr(current, "__func__", None) is EPollReactor.doPoll
         and cls.doIteration is EPollReactor.doPoll
         and cls.doPoll is EPollReactor.doPoll
         and cls._doReadOrWrite is EPollReactor._doReadOrWrite
@@ -302,7 +309,7 @@ def installDirectRead(reactor: Any) -> bool:
         and isinstance(reactor._selectables, dict)
     ):
         return False
-    reactor.doIteration = DirectReadDispatch(reactor)  # type: ignore[method-assign]
+    reactor.doIteration = DirectReadDispatch(reactor).doIteration  # type: ignore[method-assign]
     return True
 
 

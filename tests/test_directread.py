@@ -65,7 +65,7 @@ def test_reactor_internals_canary() -> None:
     assert not missing, f"Twisted changed EPollReactor: {missing} gone; see tcplab/directread.py"
     assert isinstance(reactor()._selectables, dict)
     assert installDirectRead(reactor())
-    assert isinstance(reactor().doIteration, DirectReadDispatch)
+    assert isinstance(reactor().doIteration.__self__, DirectReadDispatch)
 
 
 async def serve(observer: ConnectionObserver) -> EndpointService:
