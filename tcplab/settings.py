@@ -41,7 +41,8 @@ class ServiceSettings:
     @ivar readSize: read up to this many bytes at a time instead of
         Twisted's 64 KiB (see L{tcplab.sending.setReadSize}).
     @ivar writeDirectly: send each write at once when nothing is queued
-        (see L{tcplab.sending.writeDirectly}).
+        (see L{tcplab.sending.writeDirectly}), and on the epoll reactor have
+        TCP reads dispatched directly (see L{tcplab.directread}).
     @ivar workers: how many worker processes serve the address (C{--workers},
         see L{tcplab.workers}); 1 is a single process.
     @ivar workerIndex: in a worker process, its index (then every socket

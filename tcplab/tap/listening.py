@@ -142,6 +142,15 @@ class _BindingService(Service):
         return stopping if stopping is not None else defer.succeed(None)
 
 
+def readDirectly(port: IListeningPort) -> IListeningPort:
+    """C{port}, its connections read directly where that is possible."""
+    # Imported here: it imports twisted.internet.tcp (see tcplab.tlsfree).
+    from tcplab.directread import adoptDirectReads
+
+    adoptDirectReads(port)
+    return port
+
+
 @implementer(IBindingService)
 class EndpointService(_BindingService):
     """
@@ -163,8 +172,16 @@ class EndpointService(_BindingService):
         self.factory = factory
 
     def listen(self) -> defer.Deferred[IListeningPort]:
-        """Listen on the endpoint."""
-        return self.endpoint.listen(self.factory)
+        """
+        Listen on the endpoint; a service with the fast paths on
+        (C{writeDirectly}) has its TCP connections read directly (see
+        L{tcplab.directread}).
+        """
+        listening = self.endpoint.listen(self.factory)
+        factory = self.factory
+        if isinstance(factory, ConnectionObserver) and factory.settings.writeDirectly:
+            listening.addCallback(readDirectly)
+        return listening
 
     def describe(self, port: IListeningPort) -> str:
         """The real address (the port of C{tcp:0} included) and the description."""
