@@ -214,3 +214,37 @@ def test_a_service_leaves_tls_out_only_when_no_option_can_use_it(
 ) -> None:
     """A service drops pyOpenSSL only if every address is plain and no TLS-named option is set."""
     assert serviceCannotUseTLS(options) is plain
+
+
+def test_echo_command_runs_with_the_collector_on(lineEchoPort: int) -> None:
+    """The ``tcplab`` command pauses the garbage collector only while starting: the
+    command itself runs with it back on, and start-up's objects frozen
+    (L{tcplab.cli.collectorPaused}); a program calling L{tcplab.cli.main} keeps its own."""
+    script = (
+        "import gc, os, sys\n"
+        "from tcplab import cli\n"
+        "def report(status, exit=os._exit):\n"
+        "    print(gc.isenabled(), gc.get_freeze_count() > 10000, flush=True)\n"
+        "    exit(status)\n"
+        "os._exit = report\n"
+        "cli.console()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "echo", f"127.0.0.1:{lineEchoPort}", "hello"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == "hello\nTrue True\n", done.stderr
+
+
+def test_main_leaves_the_collector_alone(lineEchoPort: int) -> None:
+    """L{tcplab.cli.main} called by another program freezes none of that program's objects."""
+    script = CLIENT + "import gc; print(gc.isenabled(), gc.get_freeze_count())\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script, "echo", f"127.0.0.1:{lineEchoPort}", "hello"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == "hello\nTrue 0\n", done.stderr

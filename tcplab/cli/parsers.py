@@ -61,9 +61,13 @@ class LazyCall:
         self.name = name
 
     # Any: the target's signature is known only once it is imported.
+    def load(self) -> Any:
+        """Import the function (once: Python caches modules) and return it."""
+        return getattr(importlib.import_module(self.module), self.name)
+
     def __call__(self, *args: Any) -> Any:
-        """Import the function (once: Python caches modules) and call it."""
-        return getattr(importlib.import_module(self.module), self.name)(*args)
+        """Import the function and call it."""
+        return self.load()(*args)
 
     def __repr__(self) -> str:
         return f"<LazyCall {self.module}.{self.name}>"
