@@ -138,6 +138,15 @@ def test_plain_tcp_echo_command_runs_without_pyopenssl(lineEchoPort: int) -> Non
     assert loaded(modules, *HEAVY) == []
 
 
+def test_echo_command_loads_no_other_subcommand(lineEchoPort: int) -> None:
+    """``tcplab echo HOST:PORT hello`` imports neither chat's nor the file commands' code,
+    nor the password prompt it does not need."""
+    modules, output = run(CLIENT, "echo", f"127.0.0.1:{lineEchoPort}", "hello")
+    assert output == "hello\n"
+    others = ("tcplab.cli.chat", "tcplab.cli.files", "tcplab.cli.files_get")
+    assert loaded(modules, *others, "tcplab.cli.files_put", "tcplab.files", "getpass") == []
+
+
 def test_plain_tcp_echo_command_maps_no_openssl_at_all(lineEchoPort: int) -> None:
     """``tcplab echo HOST:PORT`` loads neither the stdlib's TLS nor OpenSSL's digests, so
     libcrypto is never mapped; hashlib still works, on Python's built-in digests."""

@@ -9,7 +9,6 @@ subcommand and turns its expected failures into one line and an exit status.
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import re
 import sys
@@ -59,6 +58,8 @@ def readPassword(args: argparse.Namespace) -> str | None:
         raise TcplabError(
             f"--user {args.user} needs a password: set {PASSWORD_VARIABLE}", ExitCode.USAGE
         )
+    import getpass  # only for a prompt: most commands never ask
+
     with interruptibleBlockingCall():
         return getpass.getpass(f"password for {args.user}: ")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 DEFAULT_TIMEOUT = 10.0
@@ -303,5 +304,18 @@ def registerFiles(subparsers: Subparsers) -> None:
     rm.add_argument("remote", metavar="REMOTE", nargs="+")
 
 
-REGISTERS = (registerEcho, registerChat, registerFiles)
-"""Each subcommand's parser builder, in the order ``--help`` shows them."""
+Register: TypeAlias = "Callable[[Subparsers], None]"
+"""A function adding one or more subcommands' parsers."""
+
+REGISTERS: tuple[tuple[tuple[str, ...], Register], ...] = (
+    (("echo",), registerEcho),
+    (("chat",), registerChat),
+    (("ls", "get", "put", "rm"), registerFiles),
+)
+"""
+Each parser builder with the subcommands it adds, in the order ``--help``
+shows them: a command line naming one subcommand needs only its builder.
+"""
+
+COMMAND_NAMES = frozenset(name for names, _ in REGISTERS for name in names)
+"""Every subcommand's name."""
