@@ -309,12 +309,17 @@ MINIMAL_ECHO_CLIENT = (
 
 
 TWISTED_IMPORT = (
-    "import sys; sys.modules['OpenSSL'] = None; "
-    "import twisted.internet.reactor, twisted.internet.endpoints"
+    "import gc, os, sys; gc.disable(); "
+    "sys.modules.update(dict.fromkeys(['OpenSSL', '_ssl', '_hashlib'])); "
+    "import twisted.internet.reactor, twisted.internet.endpoints; os._exit(0)"
 )
 """
-The floor under any Twisted client: importing the reactor and endpoints,
-without pyOpenSSL (as tcplab does for a plain address) and without tcplab.
+The floor under tcplab's plain-TCP client: importing the reactor and
+endpoints as ``tcplab echo HOST:PORT`` does (without pyOpenSSL, the
+standard library's C{_ssl} or OpenSSL's digests, L{tcplab.tlsfree}; with the
+garbage collector paused, L{tcplab.cli.collectorPaused}; ending with
+C{os._exit}, L{tcplab.cli.console}), and nothing else: no tcplab module, no
+parsing, no connection.
 """
 
 
