@@ -110,7 +110,7 @@ def splitHostPort(address: str) -> tuple[str, int]:
     return match.group("v6") or match.group("host"), port
 
 
-def clientEndpointDescription(address: str, timeout: float | None = None) -> str:
+def clientEndpointDescription(address: str) -> str:
     """
     Turn what the user typed into a Twisted client endpoint description.
 
@@ -125,10 +125,7 @@ def clientEndpointDescription(address: str, timeout: float | None = None) -> str
         # endpoints loads pyOpenSSL: imported when needed, not with this module
         from twisted.internet.endpoints import quoteStringArgument
 
-        description = f"tcp:host={quoteStringArgument(host)}:port={port}"
-        if timeout is not None:
-            description += f":timeout={timeout:g}"
-        return description
+        return f"tcp:host={quoteStringArgument(host)}:port={port}"
     if ":" not in address:
         raise ValueError(
             f"{address!r} is not HOST:PORT or an endpoint description like tcp:host=H:port=P"

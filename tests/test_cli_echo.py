@@ -235,3 +235,11 @@ def test_every_reply_reaches_a_pipe_before_the_quick_exit() -> None:
     assert result.stdout == "".join(f"{message}\n" for message in messages).encode()
     notes = result.stderr.decode().splitlines()
     assert [note.split(":")[0] for note in notes] == [f"[message {n + 1}" for n in range(300)]
+
+
+def test_fractional_timeout_with_host_port() -> None:
+    """``--timeout 0.5`` with a HOST:PORT address is a half-second bound, not a bad address
+    (Twisted's tcp: description parser takes whole seconds only)."""
+    with ServerProcess("tcplab-echo") as server:
+        result = runTcplab("echo", f"127.0.0.1:{server.port}", "--timeout", "0.5", "hi")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"hi\n", b"")

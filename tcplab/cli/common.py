@@ -29,6 +29,7 @@ from tcplab.addresses import clientEndpointDescription, splitHostPort
 from tcplab.cli.parsers import PASSWORD_VARIABLE, addAuthOptions, addClientOptions
 from tcplab.cli.running import ICommandReactor, interruptibleBlockingCall, runCommand
 from tcplab.errors import ConnectError, ExitCode, TcplabError
+from tcplab.hostport import HOST_PORT
 from tcplab.observe import ConnectionObserver, ObservedProtocol
 
 __all__ = [
@@ -117,18 +118,20 @@ def clientEndpoint(reactor: ICommandReactor, args: argparse.Namespace) -> IStrea
     The endpoint for C{args.address}: TCP for ``HOST:PORT``, TLS on top
     with C{--tls} or C{--cafile}, or any endpoint description as given.
     """
+    tls = getattr(args, "tls", False) or getattr(args, "cafile", None)
     try:
-        description = clientEndpointDescription(args.address, args.timeout)
-        tls = getattr(args, "tls", False) or getattr(args, "cafile", None)
-        if not tls or not description.startswith("tcp:"):
-            return clientFromString(reactor, description)
+        if not HOST_PORT.match(args.address):
+            if tls and args.address.startswith("tcp:"):
+                raise ValueError("--tls and --cafile take HOST:PORT")
+            return clientFromString(reactor, clientEndpointDescription(args.address))
+        host, port = splitHostPort(args.address)
+        # Not through a tcp: description: its parser takes whole seconds only.
+        endpoint = HostnameEndpoint(reactor, host, port, timeout=args.timeout)
+        if not tls:
+            return endpoint
         from tcplab.cli.tls import SniffingTLSEndpoint, tlsOptions
 
-        host, port = splitHostPort(args.address)
-        return SniffingTLSEndpoint(
-            tlsOptions(host, getattr(args, "cafile", None)),
-            HostnameEndpoint(reactor, host, port, timeout=args.timeout),
-        )
+        return SniffingTLSEndpoint(tlsOptions(host, getattr(args, "cafile", None)), endpoint)
     except (ValueError, KeyError, TypeError) as e:
         raise TcplabError(f"bad address {args.address!r}: {e}", ExitCode.USAGE) from None
 
