@@ -125,24 +125,40 @@ class FileClient(Protocol):
     # Frames in
 
     def connectionMade(self) -> None:
-        """Read in bulk (a download's data comes in 64 KiB frames, back to back)."""
+        """
+        Read in bulk (a download's data comes in 64 KiB frames, back to
+        back), into a buffer the TCP connection lends (L{lendReads}): every
+        read is used up, or what is left of it copied, before
+        L{dataReceived} returns.
+        """
         setReadSize(self.transport, BULK_READ_SIZE)
+        from tcplab.directread import lendReads
 
-    def dataReceived(self, data: bytes) -> None:
-        """Decode what arrived and route each item, until the connection is given up."""
+        lendReads(self.transport)
+
+    def dataReceived(self, data: bytes | memoryview) -> None:
+        """
+        Decode what arrived and route each item, until the connection is
+        given up.  C{data} may be a lent C{memoryview}: it is given back to
+        the decoder (L{PieceDecoder.release}) before this returns.
+        """
         if self._lost is not None:
             return  # being dropped: what is still in the buffer is not trusted
         decoder = self.decoder
         decoder.feed(data)
-        while self._lost is None:
-            try:
-                item = decoder.next()
-            except wire.FrameTooLarge as e:
-                self._fail(MalformedReply(f"the server sent a frame of {e.length} bytes"))
-                return
-            if item is None:
-                return
-            self.frameReceived(item)
+        try:
+            while self._lost is None:
+                try:
+                    item = decoder.next()
+                except wire.FrameTooLarge as e:
+                    self._fail(MalformedReply(f"the server sent a frame of {e.length} bytes"))
+                    return
+                if item is None:
+                    return
+                self.frameReceived(item)
+        finally:
+            self._flushDownload()
+            decoder.release()
 
     def frameReceived(self, payload: FrameItem) -> None:
         """Route data to the download in progress, replies to whoever waits."""
@@ -151,6 +167,7 @@ class FileClient(Protocol):
         if isinstance(payload, memoryview):
             self._dataReceived(payload)
             return
+        self._flushDownload()  # a reply may end the download: its data is written first
         try:
             message = wire.decode(payload)
         except wire.ProtocolError as e:
@@ -179,6 +196,15 @@ class FileClient(Protocol):
             self._download.receive(chunk)
         except (MalformedReply, OSError) as e:
             self._fail(e)
+
+    def _flushDownload(self) -> None:
+        """Write what the download gathered (L{BoundedDownload.flush})."""
+        download = self._download
+        if download is not None and download.pending:
+            try:
+                download.flush()
+            except OSError as e:
+                self._fail(e)
 
     def _fail(self, why: Exception) -> None:
         """Drop the connection; whatever waits fails with C{why}."""
