@@ -59,7 +59,7 @@ from tcplab.files.replies import (
 )
 from tcplab.files.storage import hashPrefix
 from tcplab.files.stream import FrameSender
-from tcplab.sending import BULK_READ_SIZE, setReadSize
+from tcplab.sending import setReadSize
 from tcplab.transports import ConnectionTransport
 
 __all__ = [
@@ -78,6 +78,17 @@ T = TypeVar("T")
 MAX_LIST_ENTRIES = 10_000_000
 """A listing longer than this (over all its pages) is refused as absurd."""
 
+DOWNLOAD_READ_SIZE = 1024 * 1024
+"""
+How much a file client reads at a time: a download's data comes in 64 KiB
+frames back to back, and the file is written once per read (one C{writev}
+of its pieces, L{BoundedDownload.flush}).  Above the services' 256 KiB
+(L{tcplab.sending.BULK_READ_SIZE}) because page-cache writes are cheaper
+per byte the larger they are: C{tcplab get} of 1 GiB took about 5 % less
+client CPU with reads of 1 MiB than of 256 KiB (perf stat, 7 runs each).
+The one read buffer it needs is shared (L{tcplab.directread.READ_BUFFER}).
+"""
+
 MAX_QUEUED_REPLIES = 4
 """Replies kept while nobody waits for them; a server sending more is broken."""
 
@@ -95,7 +106,7 @@ class FileClient(Protocol):
 
     Frames are decoded by a L{PieceDecoder}: a download's data goes to its
     file and its hash as views of what the transport read, never copied in
-    between, and the transport reads up to L{BULK_READ_SIZE} at a time.
+    between, and the transport reads up to L{DOWNLOAD_READ_SIZE} at a time.
 
     @ivar closed: fires when the connection is gone.
     """
@@ -126,12 +137,11 @@ class FileClient(Protocol):
 
     def connectionMade(self) -> None:
         """
-        Read in bulk (a download's data comes in 64 KiB frames, back to
-        back), into a buffer the TCP connection lends (L{lendReads}): every
-        read is used up, or what is left of it copied, before
-        L{dataReceived} returns.
+        Read in bulk (L{DOWNLOAD_READ_SIZE}), into a buffer the TCP
+        connection lends (L{lendReads}): every read is used up, or what is
+        left of it copied, before L{dataReceived} returns.
         """
-        setReadSize(self.transport, BULK_READ_SIZE)
+        setReadSize(self.transport, DOWNLOAD_READ_SIZE)
         from tcplab.directread import lendReads
 
         lendReads(self.transport)
@@ -168,6 +178,8 @@ class FileClient(Protocol):
             self._dataReceived(payload)
             return
         self._flushDownload()  # a reply may end the download: its data is written first
+        if self._lost is not None:
+            return  # the data could not be written: the download failed
         try:
             message = wire.decode(payload)
         except wire.ProtocolError as e:
