@@ -142,6 +142,7 @@ class FileClient(Protocol):
         left of it copied, before L{dataReceived} returns.
         """
         setReadSize(self.transport, DOWNLOAD_READ_SIZE)
+        # Imported once connected: it imports twisted.internet.tcp (see tcplab.tlsfree).
         from tcplab.directread import lendReads
 
         lendReads(self.transport)

@@ -6,8 +6,10 @@ frame is copied into its buffer, then out of it as the payload, then once
 more without the marker byte -- three copies of each gigabyte moved, 0.15 to
 0.2 s of CPU per GiB on the receiving side here.  L{PieceDecoder} hands a data
 frame's file bytes on as they arrive instead: as C{memoryview} slices of the
-very C{bytes} object the transport read (no copy at all), in as many pieces
-as the reads cut the frame into.  Control messages are still whole C{bytes}
+very C{bytes} object the transport read, or of the buffer a client's
+connection lends it (L{tcplab.directread.lendReads}; L{PieceDecoder.release}
+gives it back), with no copy at all, in as many pieces as the reads cut the
+frame into.  Control messages are still whole C{bytes}
 payloads, and the limits are the same: a frame announcing more than
 C{maxFrame} is refused as soon as its length is read.
 
