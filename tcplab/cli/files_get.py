@@ -36,7 +36,7 @@ from tcplab.cli.files_session import (
 from tcplab.cli.running import ICommandReactor
 from tcplab.errors import ExitCode, TcplabError
 from tcplab.files.client import ChecksumMismatch, FileClient
-from tcplab.files.download import Progress, WriteBehind
+from tcplab.files.download import Progress, WriteBehind, reserveSpace
 from tcplab.files.replies import Entry, printable
 from tcplab.files.root import PARTIAL_SUFFIX
 from tcplab.files.work import ThreadedWork
@@ -209,7 +209,8 @@ async def getFile(session: Session, remote: str, info: Entry, destination: Path)
         )
     partialFile = partialFor(destination)
     began = time.monotonic()
-    with open(partialFile, "a+b") as file:
+    # Unbuffered: the download gathers each read's pieces into one writev.
+    with open(partialFile, "a+b", buffering=0) as file:
         if file.seek(0, os.SEEK_END) > info.size:
             file.truncate(0)
         initial = file.seek(0, os.SEEK_END)
@@ -219,6 +220,7 @@ async def getFile(session: Session, remote: str, info: Entry, destination: Path)
         async def attempt(client: FileClient) -> None:
             nonlocal startedAt
             startedAt = file.seek(0, os.SEEK_END)
+            reserveSpace(file.fileno(), info.size)
             await resumeGet(session, client, remote, file, info.size, behind)
 
         restarted = False

@@ -23,9 +23,8 @@ from tcplab.cli.parsers import FIRST_DELAY, MAX_DELAY
 from tcplab.cli.running import ICommandReactor
 from tcplab.errors import ConnectError, ExitCode, TcplabError
 from tcplab.files import wire
-from tcplab.files.client import ConnectionLostError, FileClient
+from tcplab.files.client import DOWNLOAD_READ_SIZE, ConnectionLostError, FileClient
 from tcplab.files.replies import BUSY, RemoteError, printable
-from tcplab.sending import BULK_READ_SIZE
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -96,7 +95,7 @@ class Session:
                 self.reactor,
                 self.args,
                 forProtocol(FileClient),
-                readSize=BULK_READ_SIZE,
+                readSize=DOWNLOAD_READ_SIZE,
                 writeDirectly=True,
             )
             assert isinstance(client, FileClient)

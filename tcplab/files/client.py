@@ -59,7 +59,7 @@ from tcplab.files.replies import (
 )
 from tcplab.files.storage import hashPrefix
 from tcplab.files.stream import FrameSender
-from tcplab.sending import BULK_READ_SIZE, setReadSize
+from tcplab.sending import setReadSize
 from tcplab.transports import ConnectionTransport
 
 __all__ = [
@@ -78,6 +78,17 @@ T = TypeVar("T")
 MAX_LIST_ENTRIES = 10_000_000
 """A listing longer than this (over all its pages) is refused as absurd."""
 
+DOWNLOAD_READ_SIZE = 1024 * 1024
+"""
+How much a file client reads at a time: a download's data comes in 64 KiB
+frames back to back, and the file is written once per read (one C{writev}
+of its pieces, L{BoundedDownload.flush}).  Above the services' 256 KiB
+(L{tcplab.sending.BULK_READ_SIZE}) because page-cache writes are cheaper
+per byte the larger they are: C{tcplab get} of 1 GiB took about 5 % less
+client CPU with reads of 1 MiB than of 256 KiB (perf stat, 7 runs each).
+The one read buffer it needs is shared (L{tcplab.directread.READ_BUFFER}).
+"""
+
 MAX_QUEUED_REPLIES = 4
 """Replies kept while nobody waits for them; a server sending more is broken."""
 
@@ -95,7 +106,7 @@ class FileClient(Protocol):
 
     Frames are decoded by a L{PieceDecoder}: a download's data goes to its
     file and its hash as views of what the transport read, never copied in
-    between, and the transport reads up to L{BULK_READ_SIZE} at a time.
+    between, and the transport reads up to L{DOWNLOAD_READ_SIZE} at a time.
 
     @ivar closed: fires when the connection is gone.
     """
@@ -125,24 +136,40 @@ class FileClient(Protocol):
     # Frames in
 
     def connectionMade(self) -> None:
-        """Read in bulk (a download's data comes in 64 KiB frames, back to back)."""
-        setReadSize(self.transport, BULK_READ_SIZE)
+        """
+        Read in bulk (L{DOWNLOAD_READ_SIZE}), into a buffer the TCP
+        connection lends (L{lendReads}): every read is used up, or what is
+        left of it copied, before L{dataReceived} returns.
+        """
+        setReadSize(self.transport, DOWNLOAD_READ_SIZE)
+        # Imported once connected: it imports twisted.internet.tcp (see tcplab.tlsfree).
+        from tcplab.directread import lendReads
 
-    def dataReceived(self, data: bytes) -> None:
-        """Decode what arrived and route each item, until the connection is given up."""
+        lendReads(self.transport)
+
+    def dataReceived(self, data: bytes | memoryview) -> None:
+        """
+        Decode what arrived and route each item, until the connection is
+        given up.  C{data} may be a lent C{memoryview}: it is given back to
+        the decoder (L{PieceDecoder.release}) before this returns.
+        """
         if self._lost is not None:
             return  # being dropped: what is still in the buffer is not trusted
         decoder = self.decoder
         decoder.feed(data)
-        while self._lost is None:
-            try:
-                item = decoder.next()
-            except wire.FrameTooLarge as e:
-                self._fail(MalformedReply(f"the server sent a frame of {e.length} bytes"))
-                return
-            if item is None:
-                return
-            self.frameReceived(item)
+        try:
+            while self._lost is None:
+                try:
+                    item = decoder.next()
+                except wire.FrameTooLarge as e:
+                    self._fail(MalformedReply(f"the server sent a frame of {e.length} bytes"))
+                    return
+                if item is None:
+                    return
+                self.frameReceived(item)
+        finally:
+            self._flushDownload()
+            decoder.release()
 
     def frameReceived(self, payload: FrameItem) -> None:
         """Route data to the download in progress, replies to whoever waits."""
@@ -151,6 +178,9 @@ class FileClient(Protocol):
         if isinstance(payload, memoryview):
             self._dataReceived(payload)
             return
+        self._flushDownload()  # a reply may end the download: its data is written first
+        if self._lost is not None:
+            return  # the data could not be written: the download failed
         try:
             message = wire.decode(payload)
         except wire.ProtocolError as e:
@@ -179,6 +209,15 @@ class FileClient(Protocol):
             self._download.receive(chunk)
         except (MalformedReply, OSError) as e:
             self._fail(e)
+
+    def _flushDownload(self) -> None:
+        """Write what the download gathered (L{BoundedDownload.flush})."""
+        download = self._download
+        if download is not None and download.pending:
+            try:
+                download.flush()
+            except OSError as e:
+                self._fail(e)
 
     def _fail(self, why: Exception) -> None:
         """Drop the connection; whatever waits fails with C{why}."""

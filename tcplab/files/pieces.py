@@ -6,8 +6,10 @@ frame is copied into its buffer, then out of it as the payload, then once
 more without the marker byte -- three copies of each gigabyte moved, 0.15 to
 0.2 s of CPU per GiB on the receiving side here.  L{PieceDecoder} hands a data
 frame's file bytes on as they arrive instead: as C{memoryview} slices of the
-very C{bytes} object the transport read (no copy at all), in as many pieces
-as the reads cut the frame into.  Control messages are still whole C{bytes}
+very C{bytes} object the transport read, or of the buffer a client's
+connection lends it (L{tcplab.directread.lendReads}; L{PieceDecoder.release}
+gives it back), with no copy at all, in as many pieces as the reads cut the
+frame into.  Control messages are still whole C{bytes}
 payloads, and the limits are the same: a frame announcing more than
 C{maxFrame} is refused as soon as its length is read.
 
@@ -49,24 +51,29 @@ class PieceDecoder:
     def __init__(self, maxFrame: int = MAX_FRAME) -> None:
         self.maxFrame = maxFrame
         self.framesDecoded = 0
-        self._buffer: bytes | bytearray = b""
+        self._buffer: bytes | bytearray | memoryview = b""
         self._offset = 0
         self._dataLeft = 0
         """File bytes of the current data frame not handed out yet."""
         self._exported = False
         """Whether a view into C{_buffer} (a bytearray) was handed out."""
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         """
         Add bytes received from the peer.  When everything before was taken
         (the usual case in a transfer) the object itself becomes the buffer,
         uncopied; a remainder (part of a frame header or of a control
         message) is joined in a bytearray that grows in place.
+
+        A C{memoryview} is I{borrowed}: a read lent by the transport
+        (L{tcplab.directread.lendReads}), valid only until L{release}, which
+        the caller calls before the lender reuses the memory.
         """
         buffer, offset = self._buffer, self._offset
         if offset == len(buffer):
-            # (Only bytes, immutable, is kept as is: a bytearray buffer is always our own.)
-            kept = data if type(data) is bytes else bytes(data)
+            # (Only bytes, immutable, or a borrowed view is kept as is: a
+            # bytearray buffer is always our own.)
+            kept = data if type(data) is bytes or type(data) is memoryview else bytes(data)
             self._buffer, self._offset, self._exported = kept, 0, False
         elif isinstance(buffer, bytearray) and not self._exported:
             if offset:
@@ -77,6 +84,19 @@ class PieceDecoder:
             joined = bytearray(memoryview(buffer)[offset:])
             joined += data
             self._buffer, self._offset, self._exported = joined, 0, False
+
+    def release(self) -> None:
+        """
+        Give back a borrowed view: what is left of it (part of a frame
+        header or of a control message, never more than one frame) is
+        copied into a buffer of the decoder's own.  Pieces handed out from
+        it must no longer be used.
+        """
+        buffer = self._buffer
+        if type(buffer) is memoryview:
+            offset = self._offset
+            self._buffer = bytearray(buffer[offset:]) if offset < len(buffer) else b""
+            self._offset, self._exported = 0, False
 
     def next(self) -> FrameItem | None:
         """
@@ -107,7 +127,7 @@ class PieceDecoder:
         self.framesDecoded += 1
         return payload
 
-    def _piece(self, buffer: bytes | bytearray, start: int, size: int) -> memoryview:
+    def _piece(self, buffer: bytes | bytearray | memoryview, start: int, size: int) -> memoryview:
         """Hand out C{size} file bytes from C{start} (a frame's header before it is taken too)."""
         self._offset = start + size
         self._dataLeft -= size

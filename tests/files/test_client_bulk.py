@@ -17,9 +17,10 @@ import pytest_twisted
 
 from tcplab.cli import buildParser
 from tcplab.cli.files_session import Session
+from tcplab.directread import LentReadClient
 from tcplab.files import FileServerFactory, download
+from tcplab.files.client import DOWNLOAD_READ_SIZE
 from tcplab.observe import ObservedProtocol
-from tcplab.sending import BULK_READ_SIZE
 from tests.support import Loopback, reactor
 
 
@@ -27,7 +28,10 @@ from tests.support import Loopback, reactor
 async def test_the_commands_read_in_bulk_and_send_at_once(
     loopback: Loopback, tmp_path: Path
 ) -> None:
-    """The connection of tcplab get/put reads 256 KiB at a time and sends without queueing."""
+    """
+    The connection of tcplab get/put reads 1 MiB at a time, into a lent
+    buffer (L{lendReads}), and sends without queueing.
+    """
     port = await loopback.listen(FileServerFactory(str(tmp_path)))
     _, commands = buildParser()
     args = commands["get"].parse_intermixed_args([f"127.0.0.1:{port}", "x"])
@@ -37,7 +41,8 @@ async def test_the_commands_read_in_bulk_and_send_at_once(
         wrapper = client.transport
         assert isinstance(wrapper, ObservedProtocol)
         assert wrapper.direct
-        assert wrapper.transport is not None and wrapper.transport.bufferSize == BULK_READ_SIZE
+        assert wrapper.transport is not None and wrapper.transport.bufferSize == DOWNLOAD_READ_SIZE
+        assert type(wrapper.transport) is LentReadClient
     finally:
         session.close()
         await client.closed

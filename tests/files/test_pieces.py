@@ -149,3 +149,42 @@ def test_items_wait_until_taken() -> None:
     assert decoder.buffered == len(stream)
     assert decodeAll(decoder, [b""]) == [b'{"op":"list"}'] * 3
     assert decoder.buffered == 0 and decoder.framesDecoded == 3
+
+
+@given(frames=st.lists(messages, max_size=8), cuts=st.lists(st.integers(0, 5000), max_size=20))
+def test_borrowed_views_released_decode_the_same(frames: list[bytes], cuts: list[int]) -> None:
+    """
+    Every split of the stream fed as views of one reused buffer, released
+    and overwritten after each, decodes the same: the decoder keeps a copy
+    of any remainder and never a reference into the lent memory.
+    """
+    stream = b"".join(frames)
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    lent = bytearray(len(stream) + 1)
+    decoder = PieceDecoder()
+    items: list[FrameItem] = []
+    for a, b in zip([0, *points], [*points, len(stream)]):
+        lent[: b - a] = stream[a:b]
+        decoder.feed(memoryview(lent)[: b - a])
+        while (item := decoder.next()) is not None:
+            # Used (copied) before the release, as a sink and a hash do.
+            items.append(memoryview(bytes(item)) if isinstance(item, memoryview) else item)
+        decoder.release()
+        lent[:] = b"\xee" * len(lent)
+    assert merged(items) == expected(frames)
+    assert decoder.framesDecoded == len(frames)
+    assert not decoder.inFrame
+
+
+def test_a_released_remainder_is_copied() -> None:
+    """What is left of a borrowed view at its release (a header begun) survives its reuse."""
+    stream = wire.dataFrame(b"abc") + wire.frame(b'{"x":1}')
+    lent = bytearray(stream[:10])
+    decoder = PieceDecoder()
+    decoder.feed(memoryview(lent))
+    assert bytes(decoder.next() or b"") == b"abc"
+    assert decoder.next() is None
+    decoder.release()
+    lent[:] = b"\xee" * len(lent)
+    decoder.feed(stream[10:])
+    assert decoder.next() == b'{"x":1}'
