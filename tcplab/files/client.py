@@ -143,7 +143,7 @@ class FileClient(Protocol):
         """
         setReadSize(self.transport, DOWNLOAD_READ_SIZE)
         # Imported once connected: it imports twisted.internet.tcp (see tcplab.tlsfree).
-        from tcplab.directread import lendReads
+        from tcplab.lentreads import lendReads
 
         lendReads(self.transport)
 

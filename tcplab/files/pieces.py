@@ -7,7 +7,7 @@ more without the marker byte -- three copies of each gigabyte moved, 0.15 to
 0.2 s of CPU per GiB on the receiving side here.  L{PieceDecoder} hands a data
 frame's file bytes on as they arrive instead: as C{memoryview} slices of the
 very C{bytes} object the transport read, or of the buffer a client's
-connection lends it (L{tcplab.directread.lendReads}; L{PieceDecoder.release}
+connection lends it (L{tcplab.lentreads.lendReads}; L{PieceDecoder.release}
 gives it back), with no copy at all, in as many pieces as the reads cut the
 frame into.  Control messages are still whole C{bytes}
 payloads, and the limits are the same: a frame announcing more than
@@ -66,7 +66,7 @@ class PieceDecoder:
         message) is joined in a bytearray that grows in place.
 
         A C{memoryview} is I{borrowed}: a read lent by the transport
-        (L{tcplab.directread.lendReads}), valid only until L{release}, which
+        (L{tcplab.lentreads.lendReads}), valid only until L{release}, which
         the caller calls before the lender reuses the memory.
         """
         buffer, offset = self._buffer, self._offset

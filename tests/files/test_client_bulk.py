@@ -17,9 +17,9 @@ import pytest_twisted
 
 from tcplab.cli import buildParser
 from tcplab.cli.files_session import Session
-from tcplab.directread import LentReadClient
 from tcplab.files import FileServerFactory, download
 from tcplab.files.client import DOWNLOAD_READ_SIZE
+from tcplab.lentreads import LentReadClient
 from tcplab.observe import ObservedProtocol
 from tests.support import Loopback, reactor
 

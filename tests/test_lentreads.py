@@ -1,4 +1,4 @@
-"""Tests for L{tcplab.directread.lendReads}: a client connection lending its reads."""
+"""Tests for L{tcplab.lentreads.lendReads}: a client connection lending its reads."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from twisted.internet.tcp import Client, Connection, Server
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from tcplab.directread import CLIENT_INTERNALS, READ_BUFFER, LentReadClient, lendReads
+from tcplab.directread import READ_BUFFER
+from tcplab.lentreads import CLIENT_INTERNALS, LentReadClient, lendReads
 from tcplab.observe import ConnectionObserver, ObservedProtocol
 from tests.support import Collector, Loopback, reactor, waitUntil
 
