@@ -93,7 +93,8 @@ async def test_get_resumes_after_cut_at_random_point(loopback: Loopback, root: P
 async def test_put_resumes_after_cut_at_random_point(loopback: Loopback, root: Path) -> None:
     """An upload cut at a random byte keeps its partial; the next put sends only the rest."""
     payload = os.urandom(4 * 1024 * 1024)
-    port = await serve(loopback, root, writable=True)
+    observer = ConnectionObserver(FileServerFactory(str(root), writable=True), "tcplab-files")
+    port = await loopback.listen(observer)
     cut = random.randrange(wire.CHUNK_SIZE, len(payload) - wire.CHUNK_SIZE)
     first = await client(loopback, port)
     sent = 0
@@ -107,6 +108,9 @@ async def test_put_resumes_after_cut_at_random_point(loopback: Loopback, root: P
     with pytest.raises(ConnectionLostError):
         await first.put("f", io.BytesIO(payload), len(payload), progress=cutter)
     await first.closed
+    # The server hears of the cut in its own time: until it has, the name is
+    # still being uploaded ("busy"), as a real client retrying would see.
+    await defer.gatherResults([served.closed for served in observer.openConnections()])
     assert not (root / "f").exists(), "an interrupted upload never shows under its name"
     second = await client(loopback, port)
     resumedFrom: list[int] = []
