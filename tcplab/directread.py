@@ -183,28 +183,24 @@ def _description(server: Any) -> str:
     return f"<{name} #{server.sessionno} on {server.server._realPortNumber}>"
 
 
-class DirectReadServer(Server):
+class SharedBufferReads:
     """
-    A TCP server connection whose plain read events the
-    L{DirectReadDispatch} hands straight to L{doRead}.
-
-    It is also lighter: C{tcp.Server} keeps its log prefix and C{repr} as
-    strings and the socket's bound C{fileno} method, about 250 bytes per
-    connection that an idle service holds thousands of times; here they are
-    worked out from the connection's own fields when used (the log prefix
-    only when something is logged through Twisted's legacy log, which the
-    dispatch no longer does for every read).
+    C{tcp.Connection.doRead} reading into the L{SharedReadBuffer}, with its
+    C{_dataReceived} call inlined: mixed into a C{tcp.Server} or
+    C{tcp.Client} subclass, ahead of it.  The protocol gets C{bytes}, or,
+    if the class L{lendsViews}, a C{memoryview} of the buffer valid only
+    until its C{dataReceived} returns (L{tcplab.lentreads}).
     """
 
-    logstr = _Derived(_logPrefix)
-    repstr = _Derived(_description)
-    fileno = _SocketFileno()
+    lendsViews = False
+    """Whether the protocol is handed views of the buffer instead of C{bytes}."""
 
-    def doRead(self) -> ConnectionLost | ConnectionDone | None:  # type: ignore[override]
-        """
-        C{tcp.Connection.doRead}, reading into the L{SharedReadBuffer}, with
-        its C{_dataReceived} call inlined.
-        """
+    socket: Any
+    bufferSize: int
+    protocol: Any
+
+    def doRead(self) -> ConnectionLost | ConnectionDone | None:
+        """Read what there is into the shared buffer and hand it to the protocol."""
         socket = getattr(self, "socket", None)
         if socket is None:
             # What the reactor's own check (fileno() == -1) answers.
@@ -221,8 +217,28 @@ class DirectReadServer(Server):
             return main.CONNECTION_LOST
         if not count:
             return main.CONNECTION_DONE
-        self.protocol.dataReceived(view[:count].tobytes())
+        chunk = view[:count]
+        self.protocol.dataReceived(chunk if self.lendsViews else chunk.tobytes())
         return None
+
+
+class DirectReadServer(SharedBufferReads, Server):  # type: ignore[misc]  # doRead: see the mixin
+    """
+    A TCP server connection whose plain read events the
+    L{DirectReadDispatch} hands straight to L{doRead}, which reads into the
+    L{SharedReadBuffer}.
+
+    It is also lighter: C{tcp.Server} keeps its log prefix and C{repr} as
+    strings and the socket's bound C{fileno} method, about 250 bytes per
+    connection that an idle service holds thousands of times; here they are
+    worked out from the connection's own fields when used (the log prefix
+    only when something is logged through Twisted's legacy log, which the
+    dispatch no longer does for every read).
+    """
+
+    logstr = _Derived(_logPrefix)
+    repstr = _Derived(_description)
+    fileno = _SocketFileno()
 
 
 class DirectReadDispatch:

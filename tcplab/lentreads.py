@@ -10,14 +10,11 @@ connection is made, not at start-up (see L{tcplab.tlsfree}).
 
 from __future__ import annotations
 
-from errno import EWOULDBLOCK
 from typing import Any
 
-from twisted.internet import main
-from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.tcp import Client
 
-from tcplab.directread import READ_BUFFER
+from tcplab.directread import SharedBufferReads
 
 CLIENT_INTERNALS = ("socket", "bufferSize", "protocol", "doRead")
 """
@@ -28,11 +25,11 @@ canary test for them.
 """
 
 
-class LentReadClient(Client):
+class LentReadClient(SharedBufferReads, Client):  # type: ignore[misc]  # doRead: see the mixin
     """
     A TCP client connection that lends its protocol each read: a
-    C{memoryview} of the L{tcplab.directread.SharedReadBuffer}, valid only until the
-    protocol's C{dataReceived} returns (L{lendReads} makes one).
+    C{memoryview} of the L{tcplab.directread.SharedReadBuffer}, valid only
+    until the protocol's C{dataReceived} returns (L{lendReads} makes one).
 
     C{tcp.Client.doRead} calls C{socket.recv(bufferSize)}, which allocates
     a fresh C{bytes} of the read size for every read.  At the 256 KiB a
@@ -46,23 +43,7 @@ class LentReadClient(Client):
     reactor's own dispatch (this connection is not a L{DirectReadServer}).
     """
 
-    def doRead(self) -> ConnectionLost | ConnectionDone | None:  # type: ignore[override]
-        """Read into the shared buffer and lend the protocol what arrived."""
-        size = self.bufferSize
-        view = READ_BUFFER.view
-        if len(view) < size:
-            view = READ_BUFFER.grow(size)
-        try:
-            count = self.socket.recv_into(view, size)
-        except OSError as se:
-            if se.args[0] == EWOULDBLOCK:
-                return None
-            return main.CONNECTION_LOST
-        if not count:
-            return main.CONNECTION_DONE
-        # A view where IProtocol says bytes: the lending protocol asked for it.
-        self.protocol.dataReceived(view[:count])  # type: ignore[arg-type]
-        return None
+    lendsViews = True
 
 
 def lendReads(transport: Any) -> bool:

@@ -48,14 +48,19 @@ print(json.dumps(sorted(n for n, m in sys.modules.items() if m is not None)))
 """Build a service as ``twistd`` does (plugin, options, makeService) and report its modules."""
 
 
+def runScript(script: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run C{script} with C{argv} in a fresh interpreter, whatever its exit status."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=60
+    )
+
+
 def run(script: str, *argv: str) -> tuple[set[str], str]:
     """
     Run C{script} with C{argv} in a fresh interpreter; return the modules it
     had loaded at the end and what the client printed on stdout.
     """
-    done = subprocess.run(
-        [sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=60
-    )
+    done = runScript(script, *argv)
     assert done.returncode == 0, done.stderr
     lines = (done.stderr if script is CLIENT else done.stdout).strip().splitlines()
     return set(json.loads(lines[-1])), done.stdout if script is CLIENT else ""
@@ -151,12 +156,7 @@ def test_plain_tcp_echo_command_maps_no_openssl_at_all(lineEchoPort: int) -> Non
     """``tcplab echo HOST:PORT`` loads neither the stdlib's TLS nor OpenSSL's digests, so
     libcrypto is never mapped; hashlib still works, on Python's built-in digests."""
     script = CLIENT + "import hashlib; print(hashlib.sha256(b'x').hexdigest(), file=sys.stderr)\n"
-    done = subprocess.run(
-        [sys.executable, "-c", script, "echo", f"127.0.0.1:{lineEchoPort}", "hello"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = runScript(script, "echo", f"127.0.0.1:{lineEchoPort}", "hello")
     assert done.stdout == "hello\n", done.stderr
     modulesLine, digest = done.stderr.strip().splitlines()[-2:]
     assert loaded(set(json.loads(modulesLine)), "_ssl", "_hashlib") == []
@@ -169,12 +169,7 @@ def test_file_commands_keep_openssl_digests() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         listener.close()  # nobody listens: the command fails to connect, after its imports
-        done = subprocess.run(
-            [sys.executable, "-c", CLIENT, "get", f"127.0.0.1:{port}", "f", "-o", "/dev/null"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = runScript(CLIENT, "get", f"127.0.0.1:{port}", "f", "-o", "/dev/null")
     modules = set(json.loads(done.stderr.strip().splitlines()[-1]))
     assert "hashlib" in modules and "_hashlib" in modules
     assert loaded(modules, "OpenSSL", "_ssl") == []
@@ -238,22 +233,12 @@ def test_echo_command_runs_with_the_collector_on(lineEchoPort: int) -> None:
         "os._exit = report\n"
         "cli.console()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, "echo", f"127.0.0.1:{lineEchoPort}", "hello"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = runScript(script, "echo", f"127.0.0.1:{lineEchoPort}", "hello")
     assert done.stdout == "hello\nTrue True\n", done.stderr
 
 
 def test_main_leaves_the_collector_alone(lineEchoPort: int) -> None:
     """L{tcplab.cli.main} called by another program freezes none of that program's objects."""
     script = CLIENT + "import gc; print(gc.isenabled(), gc.get_freeze_count())\n"
-    done = subprocess.run(
-        [sys.executable, "-c", script, "echo", f"127.0.0.1:{lineEchoPort}", "hello"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = runScript(script, "echo", f"127.0.0.1:{lineEchoPort}", "hello")
     assert done.stdout == "hello\nTrue 0\n", done.stderr

@@ -12,7 +12,7 @@ from twisted.internet.tcp import Client, Connection, Server
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from tcplab.directread import READ_BUFFER
+from tcplab.directread import READ_BUFFER, SharedBufferReads
 from tcplab.lentreads import CLIENT_INTERNALS, LentReadClient, lendReads
 from tcplab.observe import ConnectionObserver, ObservedProtocol
 from tests.support import Collector, Loopback, reactor, waitUntil
@@ -67,7 +67,7 @@ def test_client_reads_canary() -> None:
     L{test_other_transports_keep_their_reads}).
     """
     assert Client.doRead is Connection.doRead
-    assert LentReadClient.__mro__[1] is Client
+    assert LentReadClient.__mro__[1:3] == (SharedBufferReads, Client)
 
 
 @pytest_twisted.ensureDeferred
