@@ -28,7 +28,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from bench.jobs import Row, jobs
+from bench.jobs import Row, compileTcplab, jobs
 from bench.processes import BENCH, BenchError, buildLoadgen, raiseFileLimit
 from bench.report import table
 
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     default = [selection for selection in SELECTIONS if selection not in OPT_IN]
     chosen = [name for selection in (args.jobs or default) for name in SELECTIONS[selection]]
     buildLoadgen()
+    compileTcplab()
     limit = raiseFileLimit()
     if limit < args.idle_conns + 100:
         print(f"warning: open-file limit {limit} is below {args.idle_conns} connections")

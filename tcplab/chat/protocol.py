@@ -28,6 +28,7 @@ from tcplab.chat import commands, names, wire
 from tcplab.chat.events import Delivery
 from tcplab.chat.flood import TokenBucket
 from tcplab.chat.hub import ChatError, ChatHub
+from tcplab.chat.joins import DelayedJoins
 from tcplab.interfaces import IGracefulStop, IRefusalFormat, IRoomBatchMember
 from tcplab.lines import LineProtocol
 from tcplab.metrics import Metrics
@@ -66,7 +67,6 @@ class ChatProtocol(LineProtocol):
     factory: ChatFactory
     transport: Any
     joined = False
-    joinCall: Any = None
     closing = False
 
     # Per-connection state an idle connection does without: thousands of
@@ -113,13 +113,19 @@ class ChatProtocol(LineProtocol):
         factory.writeBatch.deliver(
             self, wire.notice(f"Welcome to tcplab chat, {nick}. Type /help for commands.")
         )
-        self.joinCall = factory.reactor.callLater(factory.joinDelay, self.joinDefault, True)
+        factory.delayedJoins.add(self)
+
+    def joinWhenDue(self) -> None:
+        """
+        The wait after arriving is over (L{tcplab.chat.joins}): join the
+        default room, unless this connection joined already, has gone, or
+        is logging in (it joins once the login is answered).
+        """
+        if not self.loginPending:
+            self.joinDefault(True)
 
     def joinDefault(self, withHistory: bool) -> None:
         """Join the default room (once)."""
-        if self.joinCall is not None and self.joinCall.active():
-            self.joinCall.cancel()
-        self.joinCall = None
         if self.joined or self.closing:
             return
         self.joined = True
@@ -269,8 +275,6 @@ class ChatProtocol(LineProtocol):
         if not password:
             raise ChatError(f"{nick} is a registered nickname: /nick {nick} PASSWORD")
         self.loginPending = not self.joined
-        if self.joinCall is not None and self.joinCall.active():
-            self.joinCall.cancel()
         d = defer.ensureDeferred(self.factory.authenticator.login(account, password, self.peer))
 
         def loggedIn(_: object) -> None:
@@ -313,9 +317,6 @@ class ChatProtocol(LineProtocol):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """Announce a vanished client as gone and forget it everywhere."""
-        if self.joinCall is not None and self.joinCall.active():
-            self.joinCall.cancel()
-        self.joinCall = None
         self.outputClosed = True
         if not self.closing:
             self.closing = True
@@ -334,6 +335,8 @@ class ChatFactory(Factory):
     @ivar render: turns what the hub delivers into bytes, once per event.
     @ivar writeBatch: the output of every connection for one reactor
         iteration (see L{tcplab.sending.WriteBatch}).
+    @ivar delayedJoins: the newcomers waiting C{joinDelay} seconds before
+        they join the default room (see L{tcplab.chat.joins}).
     """
 
     noisy = False
@@ -360,6 +363,7 @@ class ChatFactory(Factory):
         self.metrics = metrics or Metrics("tcplab-chat")
         self.metrics.describe(commands.MESSAGES, "counter", "Chat messages relayed, by kind.")
         self.joinDelay = joinDelay
+        self.delayedJoins = DelayedJoins(reactor, joinDelay)
         self.reactor = reactor
         self.render = wire.Renderer()
         self.writeBatch = WriteBatch(reactor)
