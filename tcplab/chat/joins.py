@@ -76,5 +76,5 @@ class DelayedJoins:
                     joiner.joinWhenDue()
                 except Exception:
                     self.log.failure("joining the default room failed")
-        if batches:
+        if batches and self.call is None:
             self.call = self.reactor.callLater(max(batches[0][0] - now, 0.0), self.run)
