@@ -66,8 +66,7 @@ def console() -> NoReturn:
     is the command's own, so it also starts with the garbage collector
     paused (L{collectorPaused}).
     """
-    quickExit: list[bool] = []
-    status = main(quickExit=quickExit, pauseCollector=True)
+    status, quickExit = runCommandLine(None, pauseCollector=True)
     if quickExit:
         for stream in (sys.stdout, sys.stderr):
             with suppress(OSError, ValueError):  # a closed pipe: nothing to save
@@ -76,24 +75,28 @@ def console() -> NoReturn:
     sys.exit(status)
 
 
-def main(
-    argv: Sequence[str] | None = None,
-    quickExit: list[bool] | None = None,
-    pauseCollector: bool = False,
-) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """
     Run the ``tcplab`` command line and return its exit status; Ctrl-C
     before the command is under way (while parsing, say) is exit 130 too.
+    The collector is left alone: the process may be another program's.
+    """
+    return runCommandLine(argv)[0]
 
-    With C{pauseCollector} (for L{console}, whose process is the command's
-    own) start-up runs in L{collectorPaused}, which freezes every object the
-    process has; a program that embeds the command leaves it off.
+
+def runCommandLine(argv: Sequence[str] | None, pauseCollector: bool = False) -> tuple[int, bool]:
+    """
+    L{main}'s work: the exit status, and whether the process may end
+    without the interpreter's clean-up (the command asked for
+    C{quickExit}).  With C{pauseCollector} (for L{console}, whose process
+    is the command's own) start-up runs in L{collectorPaused}, which
+    freezes every object the process has.
     """
     try:
-        return runMain(argv, quickExit, pauseCollector)
+        return runMain(argv, pauseCollector)
     except KeyboardInterrupt:
         print("tcplab: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        return int(ExitCode.INTERRUPTED), False
 
 
 @contextmanager
@@ -126,15 +129,11 @@ def collectorPaused() -> Iterator[None]:
             gc.enable()
 
 
-def runMain(
-    argv: Sequence[str] | None,
-    quickExit: list[bool] | None = None,
-    pauseCollector: bool = False,
-) -> int:
+def runMain(argv: Sequence[str] | None, pauseCollector: bool = False) -> tuple[int, bool]:
     """
-    Parse the command line and run the subcommand; if it may end without
-    the interpreter's clean-up, say so by appending C{True} to C{quickExit}.
-    With C{pauseCollector}, parsing and importing the subcommand run in
+    Parse the command line and run the subcommand; its exit status, and
+    whether it may end without the interpreter's clean-up.  With
+    C{pauseCollector}, parsing and importing the subcommand run in
     L{collectorPaused}.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -142,7 +141,7 @@ def runMain(
         position = next((i for i, arg in enumerate(arguments) if arg in COMMAND_NAMES), None)
         if position is None:
             buildParser()[0].parse_args(arguments)  # --help, --version, a usage error: exits
-            return 2
+            return 2, False
         command = arguments[position]
         # Intermixed parsing lets options and positionals come in any order
         # ("tcplab echo HOST:PORT --time hello world").
@@ -150,6 +149,4 @@ def runMain(
         leaveOutTLS(cannotUseTLS(args), digests=getattr(args, "digests", True))
         args.run.load()  # the subcommand's modules, Twisted's among them
     status: int = args.run(args)
-    if quickExit is not None and getattr(args, "quickExit", False):
-        quickExit.append(True)
-    return status
+    return status, bool(getattr(args, "quickExit", False))
